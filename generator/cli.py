@@ -1,0 +1,196 @@
+"""The ``pemesh`` command line.
+
+Commands are small classes with two hooks, ``add_arguments`` and ``run``, listed in one table
+(``COMMANDS``). The stage modules are imported only when a command runs, so ``pemesh --help`` and
+``pemesh boards`` stay fast (importing TVM takes seconds). Only :func:`main` turns
+:class:`~generator.errors.PemeshError` into an exit code; library code never exits.
+
+The names and meanings of commands and options are a contract (DESIGN.md, "CLI contract"):
+others script against them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import PemeshError
+
+log = logging.getLogger("pemesh")
+
+
+class Command:
+    """One ``pemesh`` subcommand: its parser and the stage function that runs it."""
+
+    name: str = ""
+    help: str = ""
+    #: "module:function" run with the parsed arguments; returns an exit code (0 on success)
+    target: str = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add this command's options to its parser."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        module_name, func_name = self.target.split(":")
+        func: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(module_name), func_name)
+        return int(func(args) or 0)
+
+
+class CompileCmd(Command):
+    name = "compile"
+    help = "compile a model (ONNX, TFLite, torch.export) for a board or mesh into OUT/"
+    target = "generator.compiler:compile_command"
+
+    def add_arguments(self, p):
+        p.add_argument("model", help="model file: .onnx, .tflite, or .pt2 (torch.export)")
+        p.add_argument("-o", "--out", required=True, help="output folder (a west workspace)")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--board", default=None,
+                           help="PE kind for a single-PE build (default: qemu_cortex_m3)")
+        where.add_argument("--mesh", default=None,
+                           help="mesh: a name from 'pemesh boards' or a mesh YAML file")
+        p.add_argument("--max-pes", type=int, default=None, help="use at most N PEs")
+        p.add_argument("--replicas", default="1",
+                       help="copies of the pipeline over spare PEs: a number or 'max'")
+        p.add_argument("--name", default=None,
+                       help="C identifier for the model (default: from the file name)")
+        p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",
+                       help="fix the shape of a model input (for dynamic dims)")
+        p.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
+
+
+class BuildCmd(Command):
+    name = "build"
+    help = "build every PE image of OUT/"
+    target = "generator.build:build_command"
+
+    def add_arguments(self, p):
+        p.add_argument("out", help="folder written by 'pemesh compile'")
+        p.add_argument("--backend", choices=["auto", "west", "baremetal", "host"], default="auto",
+                       help="auto: west when a Zephyr workspace is found, else baremetal for "
+                            "QEMU boards")
+        p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
+
+
+class RunCmd(Command):
+    name = "run"
+    help = "run the built mesh on QEMU or host processes, feed inputs, check outputs"
+    target = "generator.run:run_command"
+
+    def add_arguments(self, p):
+        p.add_argument("out", help="folder written by 'pemesh compile' and built")
+        p.add_argument("--input", "-i", action="append", default=[],
+                       help="input .npy (repeat for several model inputs) or .npz; "
+                            "default: the stored reference input")
+        p.add_argument("--output", "-O", default=None, help="write the output(s) here (.npy/.npz)")
+        p.add_argument("--platform", choices=["qemu", "host"], default="qemu")
+        p.add_argument("--check", action="store_true",
+                       help="compare with the TVM host reference; exit non-zero on mismatch")
+        p.add_argument("--count", type=int, default=1, help="run K inferences")
+        p.add_argument("--timeout", type=float, default=60.0,
+                       help="seconds to wait for a PE before declaring it unresponsive")
+
+
+class ReportCmd(Command):
+    name = "report"
+    help = "memory, flash and cycles per PE, and a picture of the mesh"
+    target = "generator.report:report_command"
+
+    def add_arguments(self, p):
+        p.add_argument("out")
+        p.add_argument("--format", choices=["text", "json", "html"], default="text")
+
+
+class BoardsCmd(Command):
+    name = "boards"
+    help = "list PE kinds and meshes"
+    target = "generator.boards:boards_command"
+
+    def add_arguments(self, p):
+        p.add_argument("--format", choices=["text", "json"], default="text")
+
+
+class MicroCmd(Command):
+    name = "micro"
+    help = "the microTVM Project API flow: create-project, build, flash, run (tvmc micro style)"
+    target = "generator.project_api.commands:micro_command"
+
+    def add_arguments(self, p):
+        sub = p.add_subparsers(dest="micro_action", required=True, metavar="ACTION")
+        opt_help = "project option NAME=VALUE (repeatable); see server_info_query"
+
+        c = sub.add_parser("create-project", help="generate a project from an MLF tar")
+        c.add_argument("project_dir")
+        c.add_argument("mlf", help="Model Library Format tar (e.g. OUT/stages/<stage>/model.tar)")
+        c.add_argument("--template-dir", default=None,
+                       help="template project (default: pemesh's templates/project_api)")
+        c.add_argument("--project-option", "-x", action="append", default=[], help=opt_help)
+        c.add_argument("--force", "-f", action="store_true")
+
+        for action, text in (("build", "build the project"), ("flash", "flash the project")):
+            a = sub.add_parser(action, help=text)
+            a.add_argument("project_dir")
+            a.add_argument("--project-option", "-x", action="append", default=[], help=opt_help)
+
+        r = sub.add_parser("run", help="open the transport and run inference(s)")
+        r.add_argument("project_dir")
+        r.add_argument("--input", "-i", action="append", default=[])
+        r.add_argument("--output", "-O", default=None)
+        r.add_argument("--check", action="store_true",
+                       help="compare with the reference stored beside the MLF")
+        r.add_argument("--reference", default=None,
+                       help="folder with reference input/output .npy (default: from the project)")
+        r.add_argument("--project-option", "-x", action="append", default=[], help=opt_help)
+
+
+COMMANDS: tuple[Command, ...] = (
+    CompileCmd(), BuildCmd(), RunCmd(), ReportCmd(), BoardsCmd(), MicroCmd(),
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pemesh",
+        description="Compile a neural network with Apache TVM for a mesh of PEs, "
+                    "build one Zephyr app per PE, and run it on QEMU.")
+    parser.add_argument("--version", action="version", version=f"pemesh {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more output (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more output")
+        cmd.add_arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("pemesh").setLevel(logging.INFO if verbosity <= 0 else level)
+    logging.getLogger("generator").setLevel(logging.INFO if verbosity <= 0 else level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return args._command.run(args)
+    except PemeshError as err:
+        print(f"pemesh {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"pemesh {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Frozen dataclasses passed between stages (DESIGN.md, "Data flow").
+
+Stages pass these, never dicts; each stage module owns the dataclasses it produces, except the
+small shared ones here that several stages read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+import numpy as np
+
+#: dtypes the whole tool chain understands (numpy names)
+SUPPORTED_DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
+
+_C_IDENT = re.compile(r"[^0-9A-Za-z_]")
+
+
+def c_identifier(name: str) -> str:
+    """A stable C identifier for a model-level name (``input.1`` → ``input_1``)."""
+    ident = _C_IDENT.sub("_", name)
+    if not ident or ident[0].isdigit():
+        ident = "t_" + ident
+    return ident
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model-level tensor: its name, static shape and numpy dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def c_name(self) -> str:
+        return c_identifier(self.name)
+
+    @property
+    def num_elements(self) -> int:
+        return int(prod(self.shape)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.num_elements * np.dtype(self.dtype).itemsize
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(d["name"], tuple(int(x) for x in d["shape"]), d["dtype"])
+
+
+@dataclass(frozen=True, eq=False)
+class ImportedModel:
+    """What a frontend hands on: a Relax module whose ``main`` takes the model inputs.
+
+    Weights are bound as Relax constants (no parameter inputs). Shapes are static.
+    """
+
+    name: str                       # C identifier for the model
+    source: str                     # path of the model file (or "<memory>")
+    format: str                     # "onnx" | "tflite" | "torch"
+    mod: Any                        # tvm.IRModule (typed Any: no TVM import at module load)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Everything needed to render one PE's Zephyr application (``render_pe_app``)."""
+
+    pe_name: str                        # folder under OUT/pes/, e.g. "pe0"
+    pe_id: int                          # 0..65534 (0xFFFF is the host)
+    board: str                          # Zephyr board, e.g. "qemu_cortex_m3"
+    stage: str                          # stage name == C model name: tvmgen_<stage>_run
+    inputs: tuple[TensorSpec, ...]      # the stage's inputs (order = TENSOR stream index)
+    outputs: tuple[TensorSpec, ...]
+    workspace_size: int                 # arena bytes of the stage (static, inside the model C)
+    model_dir: str                      # the stage's unpacked MLF, relative to the app folder
+    main_stack_size: int = 2048
+    role: str = "single"                # "single" for now; mesh roles come with the mesh
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pe_name": self.pe_name, "pe_id": self.pe_id, "board": self.board,
+            "stage": self.stage, "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "workspace_size": self.workspace_size, "model_dir": self.model_dir,
+            "main_stack_size": self.main_stack_size, "role": self.role,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "AppSpec":
+        return cls(
+            pe_name=d["pe_name"], pe_id=int(d["pe_id"]), board=d["board"], stage=d["stage"],
+            inputs=tuple(TensorSpec.from_json(t) for t in d["inputs"]),
+            outputs=tuple(TensorSpec.from_json(t) for t in d["outputs"]),
+            workspace_size=int(d["workspace_size"]), model_dir=d["model_dir"],
+            main_stack_size=int(d.get("main_stack_size", 2048)), role=d.get("role", "single"))
