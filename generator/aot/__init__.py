@@ -65,72 +65,188 @@ class CompiledStage:
         return sum(op.macs for op in self.ops)
 
 
-def compile_stage(mod, name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                  *, alignment: int = 16, target: str = DEFAULT_TARGET) -> CompiledStage:
-    """Compile a Relax module whose ``main`` takes ``inputs`` and returns ``outputs``.
+@dataclass(frozen=True, eq=False)
+class PreparedModel:
+    """A model legalized, fused and lowered once; stages are emitted from it."""
 
-    ``name`` becomes the C prefix: ``tvmgen_<name>_run`` and ``tvmgen_<name>.h``.
-    """
-    from . import emit
+    name: str
+    fused: Any                          # the fused Relax IRModule
+    prog: Any                           # graph.Program
+    funcs: dict[str, Any]               # Relax name → lower.LoweredFunc
+    prelude: str                        # includes and libm declarations of the op C
+    func_src: dict[str, str]            # C name → C definition
+    relax_text: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """Cost and memory facts of one program step, for the partitioner."""
+
+    index: int
+    func: str
+    macs: int
+    weight_bytes: int        # constants read by this step
+    temp_bytes: int          # op-internal temporaries
+    in_bytes: int            # non-constant inputs
+    out_bytes: int
+    code_bytes: int          # size of the op's C source, a proxy until the build measures
+
+
+def prepare_model(mod, name: str) -> PreparedModel:
+    """Legalize, fuse and lower every operator of ``mod`` once (the expensive part)."""
     from .graph import build_program
-    from .lower import lower_prim_funcs, relax_pipeline
+    from .lower import lower_prim_funcs, relax_pipeline, split_functions
 
     t0 = time.perf_counter()
     fused = relax_pipeline(mod)
     prog = build_program(fused)
-    _check_io(prog, inputs, outputs, name)
     used = sorted({s.func for s in prog.steps})
-    funcs, ops_src = lower_prim_funcs(fused, used, f"tvmgen_{name}")
+    funcs, ops_src = lower_prim_funcs(fused, used, f"tvmgen_{name}") if used else ({}, "")
+    prelude, func_src = split_functions(ops_src)
+    return PreparedModel(name, fused, prog, funcs, prelude, func_src,
+                         fused.script(show_meta=False), time.perf_counter() - t0)
+
+
+def step_facts(pm: PreparedModel) -> list[StepFacts]:
+    facts = []
+    for si, step in enumerate(pm.prog.steps):
+        f = pm.funcs[step.func]
+        n_bound = len(step.args) + len(step.outs)
+        tensors = pm.prog.tensors
+        facts.append(StepFacts(
+            index=si, func=step.func, macs=f.macs,
+            weight_bytes=sum(tensors[a].nbytes for a in step.args if tensors[a].kind == "const"),
+            temp_bytes=sum(p.nbytes for p in f.params[n_bound:]),
+            in_bytes=sum(tensors[a].nbytes for a in step.args if tensors[a].kind != "const"),
+            out_bytes=sum(tensors[o].nbytes for o in step.outs),
+            code_bytes=len(pm.func_src.get(f.c_name, ""))))
+    return facts
+
+
+def tensor_spec(pm: PreparedModel, tid: int, model_inputs, model_outputs) -> TensorSpec:
+    """The TensorSpec of a program tensor: model io keep their names, others are ``t<id>``."""
+    t = pm.prog.tensors[tid]
+    if t.kind == "input":
+        return model_inputs[t.index]
+    if t.kind == "output":
+        return model_outputs[t.index]
+    return TensorSpec(f"t{tid}", t.shape, t.dtype)
+
+
+def stage_io(pm: PreparedModel, steps: list[int], later_needs: set[int],
+             include_copies: bool) -> tuple[list[int], list[int]]:
+    """Tensor ids a stage made of ``steps`` reads from outside and must hand on.
+
+    ``later_needs``: tensors read by later stages. Model outputs produced here are outputs.
+    """
+    prog = pm.prog
+    produced, inputs, outputs = set(), [], []
+    for si in steps:
+        st = prog.steps[si]
+        for a in st.args:
+            if prog.tensors[a].kind != "const" and a not in produced and a not in inputs:
+                inputs.append(a)
+        produced.update(st.outs)
+    if include_copies:
+        for src, _dst in prog.copies:
+            if prog.tensors[src].kind != "const" and src not in produced and src not in inputs:
+                inputs.append(src)
+    for si in steps:
+        for o in prog.steps[si].outs:
+            if prog.tensors[o].kind == "output" or o in later_needs:
+                outputs.append(o)
+    if include_copies:
+        outputs += [dst for _src, dst in prog.copies]
+    return inputs, outputs
+
+
+def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids: list[int],
+               output_tids: list[int], input_specs, output_specs, *, include_copies: bool = True,
+               alignment: int = 16, target: str = DEFAULT_TARGET) -> CompiledStage:
+    """Emit the C of one stage: the program steps ``steps`` (ascending), reading
+    ``input_tids`` and writing ``output_tids`` (with the given io TensorSpecs)."""
+    from . import emit
+
+    t0 = time.perf_counter()
+    prog = pm.prog
+    roles: dict[int, tuple[str, int]] = {}
+    for i, tid in enumerate(input_tids):
+        roles[tid] = ("input", i)
+    for j, tid in enumerate(output_tids):
+        roles[tid] = ("output", j)
 
     buffers: list[Buffer] = []
-    last_use: dict[int, int] = {}
     first_def: dict[int, int] = {}
-    for si, step in enumerate(prog.steps):
-        for tid in step.args:
-            last_use[tid] = si
-        for tid in step.outs:
-            first_def.setdefault(tid, si)
-            last_use.setdefault(tid, si)
-    for src, _dst in prog.copies:
-        last_use[src] = len(prog.steps)
-    for t in prog.tensors:
-        if t.kind == "inter":
-            buffers.append(Buffer(f"t{t.tid}", t.nbytes, first_def[t.tid],
-                                  max(last_use[t.tid], first_def[t.tid])))
-    ops = []
-    for si, step in enumerate(prog.steps):
-        f = funcs[step.func]
-        n_bound = len(step.args) + len(step.outs)
-        if n_bound > len(f.params):
-            raise AssertionError(f"{step.func}: {n_bound} call args for {len(f.params)} params")
+    last_use: dict[int, int] = {}
+    for local, si in enumerate(steps):
+        st = prog.steps[si]
+        for a in st.args:
+            last_use[a] = local
+        for o in st.outs:
+            first_def.setdefault(o, local)
+            last_use.setdefault(o, local)
+    copies = [(s, d) for s, d in prog.copies] if include_copies else []
+    for src, _dst in copies:
+        last_use[src] = len(steps)
+    ops, temps_of = [], {}
+    for tid in sorted(first_def):
+        if tid not in roles:
+            t = prog.tensors[tid]
+            roles[tid] = ("inter", 0)
+            buffers.append(Buffer(f"t{tid}", t.nbytes, first_def[tid],
+                                  max(last_use.get(tid, first_def[tid]), first_def[tid])))
+    for local, si in enumerate(steps):
+        st = prog.steps[si]
+        f = pm.funcs[st.func]
+        n_bound = len(st.args) + len(st.outs)
         temps = f.params[n_bound:]
-        for p in temps:
-            buffers.append(Buffer(f"s{si}.{p.name}", p.nbytes, si, si))
+        temps_of[si] = [f"s{si}.{p.name}" for p in temps]
+        for p, bname in zip(temps, temps_of[si]):
+            buffers.append(Buffer(bname, p.nbytes, local, local))
         ops.append(OpInfo(
-            c_name=f.c_name, relax_name=step.func, macs=f.macs,
+            c_name=f.c_name, relax_name=st.func, macs=f.macs,
             temp_bytes=sum(p.nbytes for p in temps),
-            weight_bytes=sum(prog.tensors[a].nbytes for a in step.args
+            weight_bytes=sum(prog.tensors[a].nbytes for a in st.args
                              if prog.tensors[a].kind == "const"),
-            act_in_bytes=sum(prog.tensors[a].nbytes for a in step.args
+            act_in_bytes=sum(prog.tensors[a].nbytes for a in st.args
                              if prog.tensors[a].kind != "const"),
-            act_out_bytes=sum(prog.tensors[o].nbytes for o in step.outs)))
+            act_out_bytes=sum(prog.tensors[o].nbytes for o in st.outs)))
     plan = plan_memory(buffers, alignment)
-    constants_size = sum(t.nbytes for t in prog.tensors if t.kind == "const")
-
+    const_tids = sorted({a for si in steps for a in prog.steps[si].args
+                         if prog.tensors[a].kind == "const"})
+    constants_size = sum(prog.tensors[t].nbytes for t in const_tids)
+    used_funcs = sorted({pm.funcs[prog.steps[si].func].c_name for si in steps})
+    ops_src = pm.prelude + "\n".join(pm.func_src[c] for c in used_funcs)
     files = {
-        f"codegen/host/include/tvmgen_{name}.h":
-            emit.emit_header(name, inputs, outputs, plan.arena_size, constants_size),
-        f"codegen/host/src/{name}_lib0.c": emit.emit_ops(ops_src),
-        f"codegen/host/src/{name}_lib1.c":
-            emit.emit_entry(name, prog, funcs, plan, inputs, outputs),
-        f"codegen/host/src/{name}_lib2.c": emit.emit_constants(name, prog),
+        f"codegen/host/include/tvmgen_{stage_name}.h":
+            emit.emit_header(stage_name, input_specs, output_specs, plan.arena_size,
+                             constants_size),
+        f"codegen/host/src/{stage_name}_lib0.c": ops_src,
+        f"codegen/host/src/{stage_name}_lib1.c":
+            emit.emit_entry(stage_name, pm.name, prog, steps, pm.funcs, plan, roles, temps_of,
+                            copies, input_specs, output_specs, const_tids),
+        f"codegen/host/src/{stage_name}_lib2.c": emit.emit_constants(pm.name, prog, const_tids),
     }
     seconds = time.perf_counter() - t0
-    log.info("stage %s: %d ops, arena %d B (lower bound %d, ratio %.3f), constants %d B, %.1f s",
-             name, len(ops), plan.arena_size, plan.lower_bound, plan.ratio, constants_size, seconds)
-    return CompiledStage(name=name, target=target, inputs=tuple(inputs), outputs=tuple(outputs),
-                         files=files, ops=tuple(ops), plan=plan, constants_size=constants_size,
-                         relax_text=fused.script(show_meta=False), compile_seconds=seconds)
+    log.info("stage %s: %d ops, arena %d B (lower bound %d, ratio %.3f), constants %d B",
+             stage_name, len(ops), plan.arena_size, plan.lower_bound, plan.ratio, constants_size)
+    return CompiledStage(name=stage_name, target=target, inputs=tuple(input_specs),
+                         outputs=tuple(output_specs), files=files, ops=tuple(ops), plan=plan,
+                         constants_size=constants_size, relax_text=pm.relax_text,
+                         compile_seconds=seconds)
+
+
+def compile_stage(mod, name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+                  *, alignment: int = 16, target: str = DEFAULT_TARGET) -> CompiledStage:
+    """Compile a Relax module whose ``main`` takes ``inputs`` and returns ``outputs`` as one
+    stage. ``name`` becomes the C prefix: ``tvmgen_<name>_run`` and ``tvmgen_<name>.h``."""
+    pm = prepare_model(mod, name)
+    _check_io(pm.prog, inputs, outputs, name)
+    steps = list(range(len(pm.prog.steps)))
+    stage = emit_stage(pm, name, steps, list(pm.prog.inputs), list(pm.prog.outputs),
+                       inputs, outputs, alignment=alignment, target=target)
+    return stage
 
 
 def _check_io(prog, inputs, outputs, name: str) -> None:

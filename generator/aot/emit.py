@@ -90,31 +90,32 @@ def const_symbol(name: str, index: int) -> str:
     return f"tvmgen_{name}_c{index}"
 
 
-def emit_constants(name: str, prog: Program) -> str:
+def emit_constants(model: str, prog: Program, const_tids: list[int]) -> str:
     lines = [GENERATED, "#include <stdint.h>", "#include <stdbool.h>", "#include <math.h>", ""]
-    for t in prog.tensors:
-        if t.kind != "const":
-            continue
+    for tid in const_tids:
+        t = prog.tensors[tid]
         ctype = C_TYPES[t.dtype]
         lines.append(f"/* constant {t.index}: shape {t.shape}, {t.dtype}, {t.nbytes} B */")
-        lines.append(f"const {ctype} {const_symbol(name, t.index)}[{max(t.value.size, 1)}] "
+        lines.append(f"const {ctype} {const_symbol(model, t.index)}[{max(t.value.size, 1)}] "
                      f"__attribute__((aligned({CONST_ALIGN}))) = {c_array_literal(t.value)};")
         lines.append("")
     return "\n".join(lines)
 
 
-def emit_entry(name: str, prog: Program, funcs: dict[str, LoweredFunc], plan: MemoryPlan,
-               inputs, outputs) -> str:
+def emit_entry(name: str, model: str, prog: Program, steps: list[int],
+               funcs: dict[str, LoweredFunc], plan: MemoryPlan,
+               roles: dict[int, tuple[str, int]], temps_of: dict[int, list[str]],
+               copies: list[tuple[int, int]], inputs, outputs, const_tids: list[int]) -> str:
     """``tvmgen_<name>_run``: each step calls its operator on io pointers, constants and arena
     offsets from the memory plan."""
     in_names, out_names = io_names(inputs), io_names(outputs)
     lines = [GENERATED, "#include <stdint.h>", "#include <stdbool.h>", "#include <string.h>",
              f'#include "tvmgen_{name}.h"', ""]
-    for t in prog.tensors:
-        if t.kind == "const":
-            lines.append(f"extern const {C_TYPES[t.dtype]} {const_symbol(name, t.index)}[];")
+    for tid in const_tids:
+        t = prog.tensors[tid]
+        lines.append(f"extern const {C_TYPES[t.dtype]} {const_symbol(model, t.index)}[];")
     lines.append("")
-    for fname in sorted({s.func for s in prog.steps}):
+    for fname in sorted({prog.steps[si].func for si in steps}):
         f = funcs[fname]
         params = ", ".join(f"{C_TYPES[p.dtype]}* p{i}" for i, p in enumerate(f.params))
         lines.append(f"void {f.c_name}({params});")
@@ -132,32 +133,32 @@ def emit_entry(name: str, prog: Program, funcs: dict[str, LoweredFunc], plan: Me
 
     def tensor_expr(tid: int) -> str:
         t = prog.tensors[tid]
-        if t.kind == "input":
-            return f"inputs->{in_names[t.index]}"
-        if t.kind == "output":
-            return f"outputs->{out_names[t.index]}"
         if t.kind == "const":
-            return const_symbol(name, t.index)
+            return const_symbol(model, t.index)
+        kind, idx = roles[tid]
+        if kind == "input":
+            return f"inputs->{in_names[idx]}"
+        if kind == "output":
+            return f"outputs->{out_names[idx]}"
         return f"(ws + {plan.offset_of(f't{tid}')})"
 
-    for si, step in enumerate(prog.steps):
+    for si in steps:
+        step = prog.steps[si]
         f = funcs[step.func]
-        args = []
         tids = step.args + step.outs
+        args = []
         for i, p in enumerate(f.params):
             ctype = C_TYPES[p.dtype]
             if i < len(tids):
                 args.append(f"({ctype}*){tensor_expr(tids[i])}")
             else:
-                args.append(f"({ctype}*)(ws + {plan.offset_of(f's{si}.{p.name}')})")
+                bname = temps_of[si][i - len(tids)]
+                args.append(f"({ctype}*)(ws + {plan.offset_of(bname)})")
         lines.append(f"  {f.c_name}({', '.join(args)});")
-    for src, dst in prog.copies:
+    for src, dst in copies:
         lines.append(f"  memcpy({tensor_expr(dst)}, {tensor_expr(src)}, "
                      f"{prog.tensors[src].nbytes});")
     lines += ["  return 0;", "}", ""]
     return "\n".join(lines)
 
 
-def emit_ops(src: str) -> str:
-    return GENERATED + "\n/* operator functions: TVM C codegen (tvm.tirx.build target=c) */\n" \
-        "#include <stdint.h>\n" + src
