@@ -1,0 +1,291 @@
+"""The pemesh wire format in Python, byte-compatible with ``zephyr_app/src/frame.c``.
+
+docs/CONTRACTS.md §1 is the specification. All integers are little-endian::
+
+    sync A5 5A | ver | type | src | dst | stream | seq | chunk | nchunks | len | payload | crc32
+
+The CRC is zlib's CRC-32 over everything after the sync up to the end of the payload.
+:class:`FrameDecoder` follows the C decoder step by step (same counters), so both sides agree
+on the shared vectors in ``tests/vectors/frames.json``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+SYNC = b"\xA5\x5A"
+PROTO_VERSION = 1
+HEADER_SIZE = 18
+FRAME_OVERHEAD = 22
+HOST_ID = 0xFFFF
+MAX_PAYLOAD = 256
+
+_HEADER = struct.Struct("<2sBBHHHHHHH")  # sync, ver, type, src, dst, stream, seq, chunk, nchunks, len
+_CRC = struct.Struct("<I")
+
+
+class FrameType(IntEnum):
+    """Frame types (CONTRACTS §1)."""
+
+    TENSOR = 1
+    CONFIG = 2
+    PING = 3
+    PONG = 4
+    STATS = 5
+    LOG = 6
+    ERROR = 7
+    ACK = 8
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame. ``payload`` is at most ``max_payload`` bytes."""
+
+    type: FrameType
+    src: int
+    dst: int
+    stream: int = 0
+    seq: int = 0
+    chunk: int = 0
+    nchunks: int = 1
+    payload: bytes = b""
+
+
+def encode(frame: Frame, max_payload: int = MAX_PAYLOAD) -> bytes:
+    """Encode a frame to its wire bytes.
+
+    Raises ValueError on a payload longer than ``max_payload``, a chunk count of 0, or a
+    field that does not fit 16 bits.
+    """
+    if len(frame.payload) > max_payload:
+        raise ValueError(f"payload of {len(frame.payload)} bytes exceeds max_payload {max_payload}")
+    if frame.nchunks < 1:
+        raise ValueError("nchunks must be >= 1")
+    FrameType(frame.type)  # raises ValueError on an unknown type
+    try:
+        header = _HEADER.pack(SYNC, PROTO_VERSION, int(frame.type), frame.src, frame.dst,
+                              frame.stream, frame.seq & 0xFFFF, frame.chunk, frame.nchunks,
+                              len(frame.payload))
+    except struct.error as exc:
+        raise ValueError(f"frame field out of range: {exc}") from exc
+    body = header + bytes(frame.payload)
+    return body + _CRC.pack(zlib.crc32(body[2:]) & 0xFFFFFFFF)
+
+
+class FrameDecoder:
+    """Robust stream decoder: feed bytes, get whole CRC-checked frames.
+
+    A bad version, type or length, or a bad CRC counts one bad frame, drops **one** byte and
+    rescans. Every byte fed ends up in a delivered frame, in ``skipped_bytes``, or still
+    buffered (``pending``).
+    """
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD):
+        self.max_payload = max_payload
+        self._buf = bytearray()
+        self.rx_frames = 0
+        self.bad_frames = 0
+        self.skipped_bytes = 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered but not yet decided."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add received bytes; return every frame they complete, in order."""
+        self._buf.extend(data)
+        frames: list[Frame] = []
+        while True:
+            frame = self._next()
+            if frame is None:
+                return frames
+            frames.append(frame)
+
+    def _drop(self, n: int) -> None:
+        del self._buf[:n]
+        self.skipped_bytes += n
+
+    def _next(self) -> Frame | None:
+        buf = self._buf
+        while buf:
+            if buf[0] != SYNC[0]:
+                i = buf.find(SYNC[0], 1)
+                self._drop(len(buf) if i < 0 else i)
+                continue
+            if len(buf) < 2:
+                return None
+            if buf[1] != SYNC[1]:
+                self._drop(1)
+                continue
+            if len(buf) < HEADER_SIZE:
+                return None
+            (_, ver, ftype, src, dst, stream, seq, chunk, nchunks,
+             n) = _HEADER.unpack_from(buf)
+            if (ver != PROTO_VERSION or not FrameType.TENSOR <= ftype <= FrameType.ACK
+                    or n > self.max_payload):
+                self.bad_frames += 1
+                self._drop(1)
+                continue
+            total = FRAME_OVERHEAD + n
+            if len(buf) < total:
+                return None
+            (crc,) = _CRC.unpack_from(buf, HEADER_SIZE + n)
+            if zlib.crc32(bytes(buf[2:HEADER_SIZE + n])) != crc:
+                self.bad_frames += 1
+                self._drop(1)
+                continue
+            frame = Frame(FrameType(ftype), src, dst, stream, seq, chunk, nchunks,
+                          bytes(buf[HEADER_SIZE:HEADER_SIZE + n]))
+            del buf[:total]
+            self.rx_frames += 1
+            return frame
+        return None
+
+
+def chunk_tensor(data: bytes, max_payload: int = MAX_PAYLOAD) -> list[bytes]:
+    """Split tensor bytes into TENSOR payloads: all but the last exactly ``max_payload``.
+
+    An empty tensor is one empty chunk (``nchunks`` is always at least 1).
+    """
+    data = bytes(data)
+    if not data:
+        return [b""]
+    return [data[i:i + max_payload] for i in range(0, len(data), max_payload)]
+
+
+def tensor_frames(data: bytes, *, src: int, dst: int, stream: int, first_seq: int = 0,
+                  max_payload: int = MAX_PAYLOAD) -> list[Frame]:
+    """The TENSOR frames carrying one tensor (seq numbers from ``first_seq``, wrapping)."""
+    chunks = chunk_tensor(data, max_payload)
+    return [Frame(FrameType.TENSOR, src, dst, stream, (first_seq + i) & 0xFFFF, i, len(chunks), c)
+            for i, c in enumerate(chunks)]
+
+
+# --- payloads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PongInfo:
+    """PONG payload: what a PE tells the host about itself."""
+
+    proto_version: int
+    max_payload: int
+    rx_window: int
+    pe_id: int
+    input_bytes: tuple[int, ...]
+    output_bytes: tuple[int, ...]
+
+
+def pack_pong(info: PongInfo) -> bytes:
+    """Encode a PONG payload."""
+    return (struct.pack("<6H", info.proto_version, info.max_payload, info.rx_window, info.pe_id,
+                        len(info.input_bytes), len(info.output_bytes))
+            + struct.pack(f"<{len(info.input_bytes)}I", *info.input_bytes)
+            + struct.pack(f"<{len(info.output_bytes)}I", *info.output_bytes))
+
+
+def unpack_pong(payload: bytes) -> PongInfo:
+    """Decode a PONG payload (ValueError when it is too short)."""
+    if len(payload) < 12:
+        raise ValueError(f"PONG payload of {len(payload)} bytes is shorter than 12")
+    ver, maxp, window, pe_id, ni, no = struct.unpack_from("<6H", payload)
+    if len(payload) < 12 + 4 * (ni + no):
+        raise ValueError(f"PONG payload of {len(payload)} bytes too short for {ni}+{no} tensors")
+    sizes = struct.unpack_from(f"<{ni + no}I", payload, 12)
+    return PongInfo(ver, maxp, window, pe_id, tuple(sizes[:ni]), tuple(sizes[ni:]))
+
+
+@dataclass(frozen=True)
+class Ack:
+    """ACK payload: the receiver consumed TENSOR frame ``acked_seq``."""
+
+    acked_seq: int
+    credits: int
+
+
+def pack_ack(ack: Ack) -> bytes:
+    """Encode an ACK payload."""
+    return struct.pack("<HH", ack.acked_seq & 0xFFFF, ack.credits)
+
+
+def unpack_ack(payload: bytes) -> Ack:
+    """Decode an ACK payload."""
+    if len(payload) < 4:
+        raise ValueError(f"ACK payload of {len(payload)} bytes is shorter than 4")
+    return Ack(*struct.unpack_from("<HH", payload))
+
+
+#: STATS value names in wire order (append only); *_lo/*_hi pairs become one 64-bit field
+STATS_FIELDS = ("inferences", "cycles_lo", "cycles_hi", "rx_frames", "rx_bad_frames",
+                "rx_skipped_bytes", "tx_frames", "run_status", "accel_calls", "accel_macs_lo",
+                "accel_macs_hi")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """STATS payload with the lo/hi pairs combined; values a PE did not send are 0."""
+
+    inferences: int = 0
+    cycles: int = 0
+    rx_frames: int = 0
+    rx_bad_frames: int = 0
+    rx_skipped_bytes: int = 0
+    tx_frames: int = 0
+    run_status: int = 0
+    accel_calls: int = 0
+    accel_macs: int = 0
+    extra: tuple[int, ...] = field(default=())  # values appended by a newer PE
+
+
+def pack_stats(stats: Stats) -> bytes:
+    """Encode a STATS payload (all known values plus ``extra``)."""
+    values = [stats.inferences, stats.cycles & 0xFFFFFFFF, stats.cycles >> 32, stats.rx_frames,
+              stats.rx_bad_frames, stats.rx_skipped_bytes, stats.tx_frames,
+              stats.run_status & 0xFFFFFFFF, stats.accel_calls, stats.accel_macs & 0xFFFFFFFF,
+              stats.accel_macs >> 32, *stats.extra]
+    return struct.pack(f"<HH{len(values)}I", len(values), 0, *values)
+
+
+def unpack_stats(payload: bytes) -> Stats:
+    """Decode a STATS payload (shorter lists from older PEs are padded with 0)."""
+    if len(payload) < 4:
+        raise ValueError(f"STATS payload of {len(payload)} bytes is shorter than 4")
+    (n, _reserved) = struct.unpack_from("<HH", payload)
+    if len(payload) < 4 + 4 * n:
+        raise ValueError(f"STATS payload of {len(payload)} bytes too short for {n} values")
+    values = list(struct.unpack_from(f"<{n}I", payload, 4))
+    known = dict(zip(STATS_FIELDS, values + [0] * (len(STATS_FIELDS) - len(values))))
+    status = known["run_status"]
+    return Stats(
+        inferences=known["inferences"], cycles=known["cycles_lo"] | known["cycles_hi"] << 32,
+        rx_frames=known["rx_frames"], rx_bad_frames=known["rx_bad_frames"],
+        rx_skipped_bytes=known["rx_skipped_bytes"], tx_frames=known["tx_frames"],
+        run_status=status - (1 << 32) if status & 0x80000000 else status,
+        accel_calls=known["accel_calls"],
+        accel_macs=known["accel_macs_lo"] | known["accel_macs_hi"] << 32,
+        extra=tuple(values[len(STATS_FIELDS):]))
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """ERROR payload: a negative errno (or a model status) and a message."""
+
+    code: int
+    message: str
+
+
+def pack_error(err: ErrorInfo) -> bytes:
+    """Encode an ERROR payload."""
+    return struct.pack("<i", err.code) + err.message.encode("utf-8")
+
+
+def unpack_error(payload: bytes) -> ErrorInfo:
+    """Decode an ERROR payload (invalid UTF-8 is replaced, never raised)."""
+    if len(payload) < 4:
+        raise ValueError(f"ERROR payload of {len(payload)} bytes is shorter than 4")
+    (code,) = struct.unpack_from("<i", payload)
+    return ErrorInfo(code, payload[4:].decode("utf-8", errors="replace"))

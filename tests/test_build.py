@@ -1,0 +1,225 @@
+"""Build tests: tool discovery, backend choice, command formation, sizes, fit checks, and real
+bare-metal and host builds of a small app (tests/fixtures/build_demo)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from generator import build
+from generator.build import (ARM_CFLAGS, Limits, app_sources, build_app, check_fits,
+                             choose_backend, gcc_commands, west_build_command)
+from generator.cli import main
+from generator.errors import DoesNotFitError, ToolchainError, UsageError
+from generator.paths import runtime_dir
+from generator.toolchain import (APT_HINT, ImageSizes, elf_sizes, find_arm_toolchain, find_qemu,
+                                 find_zephyr_workspace, parse_berkeley_size)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "build_demo"
+APP = FIXTURE / "app"
+needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                               reason="arm-none-eabi-gcc not installed")
+
+
+@pytest.fixture(scope="module")
+def baremetal(tmp_path_factory):
+    return build_app(APP, tmp_path_factory.mktemp("bm"), "baremetal")
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+def test_missing_arm_toolchain_names_the_apt_line(tmp_path):
+    with pytest.raises(ToolchainError) as err:
+        find_arm_toolchain(env={"PATH": str(tmp_path)})
+    assert "arm-none-eabi-gcc" in str(err.value)
+    assert err.value.hint == APT_HINT
+    assert "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm" in str(
+        err.value)
+
+
+def test_missing_qemu(tmp_path):
+    with pytest.raises(ToolchainError, match="qemu-system-arm.*\n.*apt-get install"):
+        find_qemu(env={"PATH": str(tmp_path)})
+
+
+def _fake_zephyr(root: Path) -> Path:
+    (root / "zephyr" / "cmake").mkdir(parents=True)
+    (root / "zephyr" / "VERSION").write_text("VERSION_MAJOR = 4\n")
+    return root / "zephyr"
+
+
+def test_zephyr_workspace_from_zephyr_base(tmp_path):
+    zb = _fake_zephyr(tmp_path)
+    ws = find_zephyr_workspace(env={"ZEPHYR_BASE": str(zb), "PATH": ""})
+    assert ws is not None and ws.zephyr_base == zb.resolve() and ws.how == "ZEPHYR_BASE"
+
+
+def test_zephyr_workspace_from_west_topdir(tmp_path):
+    _fake_zephyr(tmp_path)
+    (tmp_path / ".west").mkdir()
+    (tmp_path / ".west" / "config").write_text("[manifest]\npath = zephyr\n")
+    (tmp_path / "app").mkdir()
+    ws = find_zephyr_workspace(env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path / "app")
+    assert ws is not None and ws.topdir == tmp_path.resolve() and ws.how == "west topdir"
+    assert find_zephyr_workspace(env={"PATH": "/usr/bin:/bin"}, cwd=Path("/")) is None
+
+
+# --- backend choice -------------------------------------------------------------------------
+
+def test_auto_backend(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZEPHYR_BASE", raising=False)
+    backend, reason = choose_backend("auto", "qemu_cortex_m3")
+    assert backend == "baremetal" and "no Zephyr workspace" in reason
+    with pytest.raises(ToolchainError, match="no bare-metal port"):
+        choose_backend("auto", "spinnaker2_pe")
+    monkeypatch.setenv("ZEPHYR_BASE", str(_fake_zephyr(tmp_path)))
+    assert choose_backend("auto", "qemu_cortex_m3")[0] == "west"
+    assert choose_backend("host", "qemu_cortex_m3") == ("host", "requested")
+    with pytest.raises(UsageError):
+        choose_backend("make", "qemu_cortex_m3")
+
+
+def test_west_without_workspace_refuses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZEPHYR_BASE", raising=False)
+    with pytest.raises(ToolchainError, match="no Zephyr workspace found"):
+        build_app(APP, tmp_path / "b", "west")
+    assert not (tmp_path / "b" / "zephyr").exists()
+
+
+# --- command formation ----------------------------------------------------------------------
+
+def test_west_command(tmp_path):
+    cmd = west_build_command(APP, tmp_path / "b", "qemu_cortex_m3", west="west")
+    assert cmd == ("west", "build", "-p", "auto", "-b", "qemu_cortex_m3", "-d",
+                   str((tmp_path / "b").resolve()), str(APP.resolve()), "--",
+                   f"-DZEPHYR_EXTRA_MODULES={runtime_dir().resolve()}")
+
+
+def test_gcc_commands_baremetal(tmp_path):
+    srcs = app_sources(APP, "lm3s6965")
+    compiles, link = gcc_commands(srcs, tmp_path, cc="arm-none-eabi-gcc", cflags=ARM_CFLAGS,
+                                  ldflags=build.ARM_LDFLAGS, output=tmp_path / "fw.elf")
+    names = [Path(c[c.index("-c") + 1]).name for c in compiles]
+    assert names == ["main.c", "pe_config.c", "pe_model.c", "default_lib0.c", "crc32.c",
+                     "frame.c", "pe.c", "ring.c", "port.c", "startup.c"]
+    for c in compiles:
+        for flag in ("-mcpu=cortex-m3", "-mthumb", "-Os", "-ffunction-sections",
+                     "-fdata-sections", "--specs=nano.specs", "-Wall", "-Wextra"):
+            assert flag in c
+        assert f"-I{(FIXTURE / 'model/codegen/host/include').resolve()}" in c
+        assert f"-I{runtime_dir().resolve() / 'include'}" in c
+        # TVM's generated C is not held to -Werror; our own C is
+        assert ("-Werror" in c) == ("default_lib0.c" not in c[c.index("-c") + 1])
+    assert f"-T{runtime_dir().resolve() / 'ports/lm3s6965/lm3s6965.ld'}" in link
+    assert "-Wl,--gc-sections" in link and "-nostartfiles" in link
+    assert link[-3:] == ("-lm", "-o", str(tmp_path / "fw.elf"))
+    assert len([a for a in link if a.endswith(".o")]) == len(compiles)
+
+
+def test_gcc_commands_host_have_no_linker_script(tmp_path):
+    srcs = app_sources(APP, "host")
+    assert srcs.linker_script is None
+    _, link = gcc_commands(srcs, tmp_path, cc="gcc", cflags=build.HOST_CFLAGS, ldflags=(),
+                           output=tmp_path / "pe")
+    assert not any(a.startswith("-T") for a in link)
+
+
+# --- sizes and fit --------------------------------------------------------------------------
+
+def test_parse_berkeley():
+    out = ("   text\t   data\t    bss\t    dec\t    hex\tfilename\n"
+           "   7184\t    100\t   4804\t  12088\t   2f38\tfw.elf\n")
+    assert parse_berkeley_size(out) == ImageSizes(7184, 100, 4804)
+    with pytest.raises(ToolchainError):
+        parse_berkeley_size("garbage")
+
+
+def test_check_fits_names_the_numbers():
+    s = ImageSizes(text=200_000, data=70_000, bss=10)
+    with pytest.raises(DoesNotFitError) as err:
+        check_fits(s, "qemu_cortex_m3", "pe0")
+    msg = str(err.value)
+    assert "flash 270000 B > 262144 B" in msg and "RAM 70010 B > 65536 B" in msg
+    check_fits(ImageSizes(1000, 10, 10), "qemu_cortex_m3", "pe0")
+    with pytest.raises(DoesNotFitError, match="flash 1020 B > 1000 B"):
+        check_fits(ImageSizes(1000, 20, 10), "unknown_board", "pe0", Limits(1000, 100))
+
+
+@needs_arm
+def test_baremetal_build(baremetal):
+    r = baremetal
+    assert r.backend == "baremetal" and r.image.name == "fw.elf" and r.bin.is_file()
+    assert r.image.read_bytes()[:4] == b"\x7fELF"
+    size = subprocess.run(["arm-none-eabi-size", "--format=berkeley", str(r.image)],
+                          capture_output=True, text=True, check=True).stdout
+    assert r.sizes == parse_berkeley_size(size) == elf_sizes(r.image)
+    assert r.sizes.flash == r.sizes.text + r.sizes.data and r.sizes.ram == r.sizes.data + r.sizes.bss
+    # the flash image holds exactly what flash holds
+    assert r.bin.stat().st_size == r.sizes.flash
+    assert r.commands[-1][1:3] == ("-O", "binary")
+    assert (r.image.parent / "commands.txt").read_text().count("\n") == len(r.commands)
+
+
+@needs_arm
+def test_baremetal_too_big_raises(tmp_path):
+    with pytest.raises(DoesNotFitError, match=r"flash \d+ B > 4096 B"):
+        build_app(APP, tmp_path, "baremetal", limits=Limits(flash=4096, ram=64 * 1024))
+
+
+def test_host_build(tmp_path):
+    r = build_app(APP, tmp_path, "host")
+    assert r.backend == "host" and r.bin is None and r.image.stat().st_mode & 0o111
+    assert r.sizes.text > 0
+
+
+def test_compile_error_is_a_build_error(tmp_path):
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    (tmp_path / "model").symlink_to(FIXTURE / "model")
+    (app / "src" / "broken.c").write_text("int broken(void) { return undefined_thing; }\n")
+    from generator.errors import BuildError
+    with pytest.raises(BuildError, match="broken.c"):
+        build_app(app, tmp_path / "b", "host")
+
+
+# --- pemesh build OUT -----------------------------------------------------------------------
+
+def make_out(tmp_path: Path) -> Path:
+    """An OUT/ folder with one PE app (the fixture) and its mesh.json."""
+    out = tmp_path / "out"
+    shutil.copytree(APP, out / "pes" / "pe0")
+    shutil.copytree(FIXTURE / "model", out / "stages" / "demo" / "model")
+    spec = json.loads((out / "pes/pe0/pemesh_app.json").read_text())
+    spec["model_dir"] = "../../stages/demo/model"
+    (out / "pes/pe0/pemesh_app.json").write_text(json.dumps(spec))
+    mesh = {"schema_version": 1, "board": "qemu_cortex_m3",
+            "pes": [{"name": "pe0", "id": 0, "stage": "demo", "app": "pes/pe0"}],
+            "stages": [{"name": "demo", "inputs": spec["inputs"], "outputs": spec["outputs"]}]}
+    (out / "mesh.json").write_text(json.dumps(mesh))
+    return out
+
+
+@needs_arm
+def test_build_command(tmp_path, capsys):
+    out = make_out(tmp_path)
+    assert main(["build", str(out), "--backend", "baremetal", "-j", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "backend: baremetal" in printed and "pe0: build/pe0/fw.elf" in printed
+    doc = json.loads((out / "build" / "build.json").read_text())
+    img = doc["images"]["pe0"]
+    assert doc["backend"] == "baremetal" and img["image"] == "build/pe0/fw.elf"
+    assert img["sha256"] == hashlib.sha256((out / img["bin"]).read_bytes()).hexdigest()
+    assert img["sizes"]["flash"] == img["sizes"]["text"] + img["sizes"]["data"]
+    _, results = build.load_build(out)
+    assert results["pe0"].image == (out / "build/pe0/fw.elf").resolve()
+
+
+def test_build_command_without_compile(tmp_path):
+    assert main(["build", str(tmp_path / "nothing")]) == UsageError.exit_code

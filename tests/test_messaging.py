@@ -1,0 +1,150 @@
+"""The Python wire codec (generator/messaging.py) against docs/CONTRACTS.md §1 and the shared
+vectors in tests/vectors/frames.json (the C decoder is checked against the same file)."""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from generator.messaging import (
+    HOST_ID, MAX_PAYLOAD, Ack, ErrorInfo, Frame, FrameDecoder, FrameType, PongInfo, Stats,
+    chunk_tensor, encode, pack_ack, pack_error, pack_pong, pack_stats, tensor_frames,
+    unpack_ack, unpack_error, unpack_pong, unpack_stats)
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
+
+
+def _frame(d: dict) -> Frame:
+    return Frame(FrameType(d["type"]), d["src"], d["dst"], d["stream"], d["seq"], d["chunk"],
+                 d["nchunks"], bytes.fromhex(d["payload"]))
+
+
+def test_encode_matches_hand_packed_bytes():
+    payload = b"\x01\x02\x03"
+    body = struct.pack("<BBHHHHHHH", 1, 1, 0xFFFF, 7, 2, 0x1234, 1, 3, 3) + payload
+    want = b"\xa5\x5a" + body + struct.pack("<I", zlib.crc32(body))
+    got = encode(Frame(FrameType.TENSOR, HOST_ID, 7, stream=2, seq=0x1234, chunk=1, nchunks=3,
+                       payload=payload))
+    assert got == want
+    assert len(got) == 22 + 3
+
+
+def test_ping_is_22_bytes_and_crc_covers_header():
+    raw = encode(Frame(FrameType.PING, HOST_ID, 0))
+    assert len(raw) == 22
+    assert raw[:2] == b"\xa5\x5a"
+    assert struct.unpack("<I", raw[18:])[0] == zlib.crc32(raw[2:18])
+
+
+@pytest.mark.parametrize("case", VECTORS["encode"], ids=lambda c: f"type{c['type']}")
+def test_encode_vectors(case):
+    assert encode(_frame(case)).hex() == case["hex"]
+
+
+@pytest.mark.parametrize("case", VECTORS["decode"], ids=lambda c: c["name"])
+def test_decode_vectors(case):
+    data = bytes.fromhex(case["hex"])
+    want = [_frame(f) for f in case["frames"]]
+    # whole, byte by byte, and in random pieces: the same frames and counters
+    rng = random.Random(case["name"])
+    splits = [[data], [data[i:i + 1] for i in range(len(data))]]
+    cuts = sorted(rng.sample(range(len(data) + 1), min(5, len(data) + 1)))
+    splits.append([data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])])
+    for pieces in splits:
+        d = FrameDecoder()
+        got = [f for p in pieces for f in d.feed(p)]
+        assert got == want
+        assert (d.rx_frames, d.bad_frames, d.skipped_bytes, d.pending) == (
+            case["rx_frames"], case["bad_frames"], case["skipped_bytes"], case["pending"])
+        # every byte is delivered, skipped, or pending
+        delivered = sum(22 + len(f.payload) for f in got)
+        assert delivered + d.skipped_bytes + d.pending == len(data)
+
+
+def test_vectors_cover_the_corruption_cases():
+    names = {c["name"] for c in VECTORS["decode"]}
+    assert {"bad_crc", "bad_version_then_good", "too_long_then_good", "garbage_prefix",
+            "fake_header_swallows_frame", "truncated", "only_garbage"} <= names
+    bad = {c["name"]: c for c in VECTORS["decode"]}
+    assert bad["bad_crc"]["frames"] == [] and bad["bad_crc"]["bad_frames"] == 1
+    assert len(bad["fake_header_swallows_frame"]["frames"]) == 2
+
+
+def test_every_single_byte_corruption_is_never_delivered():
+    frame = Frame(FrameType.TENSOR, HOST_ID, 3, stream=1, seq=5, payload=bytes(range(40)))
+    raw = encode(frame)
+    for i in range(len(raw)):
+        for bit in (0x01, 0x80):
+            bad = bytearray(raw)
+            bad[i] ^= bit
+            d = FrameDecoder()
+            assert d.feed(bytes(bad)) == []
+            # a good frame right after is still found (a corrupted length field may make the
+            # decoder wait for up to one maximal frame of bytes before it gives up)
+            assert d.feed(raw + bytes(22 + MAX_PAYLOAD)) == [frame]
+            assert d.bad_frames >= (0 if i < 2 else 1)
+
+
+def test_random_garbage_between_frames():
+    rng = random.Random(7)
+    frames = [Frame(FrameType.TENSOR, HOST_ID, 1, seq=i, chunk=i, nchunks=20,
+                    payload=bytes(rng.randrange(256) for _ in range(rng.randrange(MAX_PAYLOAD + 1))))
+              for i in range(20)]
+    stream = b"".join(bytes(rng.randrange(256) for _ in range(rng.randrange(50))) + encode(f)
+                      for f in frames)
+    d = FrameDecoder()
+    got = [f for i in range(0, len(stream), 13) for f in d.feed(stream[i:i + 13])]
+    assert got == frames
+
+
+def test_encode_rejects_bad_frames():
+    with pytest.raises(ValueError):
+        encode(Frame(FrameType.LOG, 0, 1, payload=bytes(MAX_PAYLOAD + 1)))
+    with pytest.raises(ValueError):
+        encode(Frame(FrameType.LOG, 0, 1, nchunks=0))
+    with pytest.raises(ValueError):
+        encode(Frame(FrameType.LOG, 0, 0x10000))
+    with pytest.raises(ValueError):
+        encode(Frame(9, 0, 1))  # type: ignore[arg-type]
+
+
+def test_chunk_tensor():
+    assert chunk_tensor(b"") == [b""]
+    assert chunk_tensor(bytes(256)) == [bytes(256)]
+    chunks = chunk_tensor(bytes(range(256)) * 2 + b"xy")
+    assert [len(c) for c in chunks] == [256, 256, 2]
+    assert b"".join(chunks) == bytes(range(256)) * 2 + b"xy"
+    frames = tensor_frames(bytes(600), src=HOST_ID, dst=4, stream=1, first_seq=0xFFFF)
+    assert [(f.seq, f.chunk, f.nchunks) for f in frames] == [(0xFFFF, 0, 3), (0, 1, 3), (1, 2, 3)]
+
+
+def test_payload_round_trips():
+    pong = PongInfo(1, 256, 3, 7, (384, 16), (384, 4))
+    raw = pack_pong(pong)
+    assert len(raw) == 12 + 16
+    assert unpack_pong(raw) == pong
+    assert unpack_ack(pack_ack(Ack(0x1234, 3))) == Ack(0x1234, 3)
+    stats = Stats(inferences=2, cycles=(5 << 32) + 7, rx_frames=9, rx_bad_frames=1,
+                  rx_skipped_bytes=33, tx_frames=12, run_status=-5, accel_calls=4,
+                  accel_macs=(1 << 40) + 3)
+    raw = pack_stats(stats)
+    assert struct.unpack_from("<HH", raw) == (11, 0)
+    assert unpack_stats(raw) == stats
+    err = ErrorInfo(-22, "bad chunk — ü")
+    assert unpack_error(pack_error(err)) == err
+
+
+def test_stats_from_an_older_or_newer_pe():
+    older = struct.pack("<HH3I", 3, 0, 1, 10, 0)
+    assert unpack_stats(older) == Stats(inferences=1, cycles=10)
+    newer = pack_stats(Stats(inferences=1, extra=(99,)))
+    assert unpack_stats(newer).extra == (99,)
+    with pytest.raises(ValueError):
+        unpack_stats(struct.pack("<HH", 2, 0) + b"\0\0\0\0")
+    with pytest.raises(ValueError):
+        unpack_pong(b"\x01\x00")

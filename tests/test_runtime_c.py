@@ -1,0 +1,400 @@
+"""The hand-written PE runtime in C (zephyr_app/): compiled with host gcc and with
+arm-none-eabi-gcc (-Wall -Wextra -Werror), run against the shared wire vectors, driven as a
+PE through an in-memory port, as a Linux process (host port, over its pty), and on QEMU's
+lm3s6965evb (bare-metal port)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.messaging import (
+    HOST_ID, MAX_PAYLOAD, Frame, FrameDecoder, FrameType, PongInfo, Stats, encode,
+    tensor_frames, unpack_ack, unpack_error, unpack_pong, unpack_stats)
+from generator.render import render_pe_app
+from generator.spec import AppSpec, TensorSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = ROOT / "zephyr_app"
+FIXTURES = Path(__file__).parent / "fixtures"
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
+CORE = sorted((RUNTIME / "src").glob("*.c"))
+WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
+ARM = ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb"]
+PE_ID = 3
+
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                               reason="needs arm-none-eabi-gcc")
+
+
+def _cc(args: list, timeout: float = 120) -> None:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(map(str, args))}\n{proc.stderr}"
+
+
+def demo_spec(model_dir: str) -> AppSpec:
+    return AppSpec(
+        pe_name="pe3", pe_id=PE_ID, board="qemu_cortex_m3", stage="demo",
+        inputs=(TensorSpec("x", (96,), "float32"), TensorSpec("bias", (4,), "float32")),
+        outputs=(TensorSpec("out", (96,), "float32"), TensorSpec("total", (1,), "float32")),
+        workspace_size=384, model_dir=model_dir)
+
+
+def demo_reference(x: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = np.maximum(2 * x + np.tile(bias, 24), 0).astype(np.float32)
+    return out, np.array([out.sum(dtype=np.float32)], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def demo_app(tmp_path_factory) -> Path:
+    """The demo PE app rendered from an AppSpec, with a copy of the demo model beside it."""
+    root = tmp_path_factory.mktemp("demo_app")
+    shutil.copytree(FIXTURES / "demo_model", root / "stages" / "demo" / "model")
+    app = root / "pes" / "pe3"
+    render_pe_app(demo_spec("../../stages/demo/model"), app)
+    return app
+
+
+def app_sources(app: Path) -> tuple[list[Path], list[str]]:
+    spec = json.loads((app / "pemesh_app.json").read_text())
+    model = app / spec["model_dir"] / "codegen" / "host"
+    srcs = sorted((app / "src").glob("*.c")) + sorted((model / "src").glob("*.c")) + CORE
+    incs = [f"-I{app / 'src'}", f"-I{model / 'include'}", f"-I{RUNTIME / 'include'}"]
+    return srcs, incs
+
+
+# --- compile checks ---------------------------------------------------------------------------
+
+
+@needs_gcc
+def test_core_and_host_port_compile_with_gcc(tmp_path):
+    for src in CORE + sorted((RUNTIME / "ports" / "host").glob("*.c")):
+        _cc(["gcc", *WARN, "-O2", f"-I{RUNTIME / 'include'}", "-c", src, "-o", tmp_path / "x.o"])
+
+
+@needs_arm
+def test_core_and_lm3s6965_port_compile_with_arm_gcc(tmp_path):
+    for src in CORE + sorted((RUNTIME / "ports" / "lm3s6965").glob("*.c")):
+        _cc([*ARM, *WARN, "-O2", f"-I{RUNTIME / 'include'}", "-c", src, "-o", tmp_path / "x.o"])
+
+
+# --- wire vectors -----------------------------------------------------------------------------
+
+
+@needs_gcc
+def test_c_codec_matches_vectors(tmp_path):
+    exe = tmp_path / "vectors"
+    _cc(["gcc", *WARN, "-O1", "-fsanitize=address,undefined", f"-I{RUNTIME / 'include'}",
+         FIXTURES / "runtime_c" / "vectors_main.c", RUNTIME / "src" / "frame.c",
+         RUNTIME / "src" / "crc32.c", "-o", exe])
+    lines = [f"D {c['hex']}" for c in VECTORS["decode"]]
+    lines += [f"E {e['type']} {e['src']} {e['dst']} {e['stream']} {e['seq']} {e['chunk']} "
+              f"{e['nchunks']} {e['payload'] or '-'}" for e in VECTORS["encode"]]
+    lines += ["E 9 0 0 0 0 0 1 -", "E 1 0 0 0 0 0 0 -"]  # bad type, nchunks 0 → -EINVAL
+    proc = subprocess.run([exe], input="\n".join(lines) + "\n", capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = deque(proc.stdout.splitlines())
+    for case in VECTORS["decode"]:
+        frames = []
+        while out[0].startswith("F "):
+            t, src, dst, stream, seq, chunk, nchunks, *payload = out.popleft().split(" ")[1:]
+            frames.append({"type": int(t), "src": int(src), "dst": int(dst),
+                           "stream": int(stream), "seq": int(seq), "chunk": int(chunk),
+                           "nchunks": int(nchunks), "payload": payload[0] if payload else ""})
+        assert frames == case["frames"], case["name"]
+        counters = [int(v) for v in out.popleft().split()[1:]]
+        assert counters == [case["rx_frames"], case["bad_frames"], case["skipped_bytes"],
+                            case["pending"]], case["name"]
+    for enc in VECTORS["encode"]:
+        assert out.popleft() == f"H {enc['hex']}"
+    assert out.popleft() == f"H ERR {-errno.EINVAL}"
+    assert out.popleft() == f"H ERR {-errno.EINVAL}"
+
+
+# --- the PE main loop with an in-memory port ----------------------------------------------------
+
+
+def _host(ftype: FrameType, seq: int, payload: bytes = b"", **kw) -> bytes:
+    return encode(Frame(ftype, HOST_ID, kw.pop("dst", PE_ID), seq=seq, payload=payload, **kw))
+
+
+def _inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(96).astype(np.float32),
+            rng.standard_normal(4).astype(np.float32))
+
+
+def _tensor_bytes(x: np.ndarray, bias: np.ndarray, first_seq: int) -> list[bytes]:
+    frames = tensor_frames(x.tobytes(), src=HOST_ID, dst=PE_ID, stream=0, first_seq=first_seq)
+    frames += tensor_frames(bias.tobytes(), src=HOST_ID, dst=PE_ID, stream=1,
+                            first_seq=first_seq + len(frames))
+    return [encode(f) for f in frames]
+
+
+@needs_gcc
+def test_pe_main_loop_in_memory(demo_app, tmp_path):
+    srcs, incs = app_sources(demo_app)
+    exe = tmp_path / "pe"
+    _cc(["gcc", *WARN, "-O1", "-g", "-fsanitize=address,undefined", *incs, *srcs,
+         FIXTURES / "runtime_c" / "test_port.c", "-lm", "-o", exe])
+
+    x1, b1 = _inputs(1)
+    x2, b2 = _inputs(2)
+    t1 = _tensor_bytes(x1, b1, 10)
+    corrupt = bytearray(t1[1])
+    corrupt[40] ^= 0xFF
+    stream = (b"\x00\xa5\x13garbage"              # garbage before anything
+              + _host(FrameType.PING, 1, dst=HOST_ID)  # 0xFFFF: whoever is on the link
+              + t1[0] + bytes(corrupt) + t1[1] + t1[2])
+    first_stats_at = len(stream)
+    stream += (_host(FrameType.PING, 2, dst=9)        # another PE's: ignored
+               + _host(FrameType.TENSOR, 20, bytes(8), stream=5)          # no such input
+               + _host(FrameType.TENSOR, 21, bytes(256), chunk=1, nchunks=2)  # out of order
+               + _host(FrameType.TENSOR, 22, bytes(16), stream=1, nchunks=2)  # bad count
+               + _host(FrameType.TENSOR, 23, bytes(15), stream=1)         # bad length
+               + b"".join(_tensor_bytes(x2, b2, 30)))
+    proc = subprocess.run([exe], input=stream.hex() + "\n", capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    dec = FrameDecoder()
+    got = deque(dec.feed(bytes.fromhex(proc.stdout.strip())))
+    assert dec.bad_frames == 0 and dec.skipped_bytes == 0 and dec.pending == 0
+    assert all(f.src == PE_ID and f.dst == HOST_ID for f in got)
+    assert [f.seq for f in got] == list(range(len(got)))  # one seq per frame sent
+
+    pong = got.popleft()
+    assert pong.type == FrameType.PONG
+    window = 1024 // (22 + MAX_PAYLOAD)
+    assert unpack_pong(pong.payload) == PongInfo(1, MAX_PAYLOAD, window, PE_ID, (384, 16), (384, 4))
+
+    def expect_acks(seqs):
+        for seq in seqs:
+            f = got.popleft()
+            assert f.type == FrameType.ACK, f
+            ack = unpack_ack(f.payload)
+            assert (ack.acked_seq, ack.credits) == (seq, window)
+
+    def expect_outputs(x, b):
+        want_out, want_total = demo_reference(x, b)
+        chunks = [got.popleft() for _ in range(3)]
+        assert [(f.type, f.stream, f.chunk, f.nchunks, len(f.payload)) for f in chunks] == [
+            (FrameType.TENSOR, 0, 0, 2, 256), (FrameType.TENSOR, 0, 1, 2, 128),
+            (FrameType.TENSOR, 1, 0, 1, 4)]
+        out = np.frombuffer(chunks[0].payload + chunks[1].payload, dtype=np.float32)
+        np.testing.assert_allclose(out, want_out, rtol=1e-6)
+        np.testing.assert_allclose(np.frombuffer(chunks[2].payload, np.float32), want_total,
+                                   rtol=1e-5)
+        f = got.popleft()
+        assert f.type == FrameType.STATS
+        return unpack_stats(f.payload)
+
+    expect_acks([10, 11, 12])
+    stats = expect_outputs(x1, b1)
+    ref = FrameDecoder()
+    ref.feed(stream[:first_stats_at])
+    assert stats == Stats(inferences=1, cycles=1000, rx_frames=ref.rx_frames,
+                          rx_bad_frames=1, rx_skipped_bytes=ref.skipped_bytes, tx_frames=7)
+    assert ref.bad_frames == 1
+
+    for seq, code in ((20, errno.EINVAL), (21, errno.EPROTO), (22, errno.EMSGSIZE),
+                      (23, errno.EMSGSIZE)):
+        f = got.popleft()
+        assert f.type == FrameType.ERROR
+        err = unpack_error(f.payload)
+        assert err.code == -code and err.message.startswith("TENSOR"), err
+        expect_acks([seq])
+    expect_acks([30, 31, 32])
+    stats = expect_outputs(x2, b2)
+    assert stats.inferences == 2 and stats.run_status == 0
+    assert not got
+
+
+# --- a live PE: host port (Linux process) and lm3s6965 port (QEMU) ------------------------------
+
+
+class HostSide:
+    """The host end of link 0, over a pyserial port (self-contained; generator/hostlink.py is the
+    product's version)."""
+
+    def __init__(self, port, pe_id: int = HOST_ID):
+        self.port = port
+        self.dec = FrameDecoder()
+        self.queue: deque[Frame] = deque()
+        self.seq = 0
+        self.pe_id = pe_id
+
+    def send(self, ftype: FrameType, payload: bytes = b"", **kw) -> None:
+        self.port.write(encode(Frame(ftype, HOST_ID, self.pe_id, seq=self.seq, payload=payload,
+                                     **kw)))
+        self.seq = (self.seq + 1) & 0xFFFF
+
+    def recv(self, timeout: float = 20.0) -> Frame:
+        deadline = time.monotonic() + timeout
+        while not self.queue:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no frame from the PE")
+            self.queue.extend(self.dec.feed(self.port.read(4096)))
+        frame = self.queue.popleft()
+        if frame.type == FrameType.ERROR:
+            raise AssertionError(f"PE error: {unpack_error(frame.payload)}")
+        return frame
+
+    def ping(self) -> PongInfo:
+        self.send(FrameType.PING)
+        while True:
+            f = self.recv()
+            if f.type == FrameType.PONG:
+                self.pe_id = f.src
+                return unpack_pong(f.payload)
+
+    def infer(self, inputs: list[bytes], window: int) -> tuple[list[bytes], Stats]:
+        in_flight = 0
+        outputs: dict[int, list[bytes]] = {}
+        for stream, data in enumerate(inputs):
+            for f in tensor_frames(data, src=HOST_ID, dst=self.pe_id, stream=stream,
+                                   first_seq=self.seq):
+                while in_flight >= window:
+                    if self.recv().type == FrameType.ACK:
+                        in_flight -= 1
+                self.send(FrameType.TENSOR, f.payload, stream=stream, chunk=f.chunk,
+                          nchunks=f.nchunks)
+                in_flight += 1
+        while True:
+            f = self.recv()
+            if f.type == FrameType.TENSOR:
+                outputs.setdefault(f.stream, []).append(f.payload)
+            elif f.type == FrameType.STATS:
+                return [b"".join(outputs[i]) for i in sorted(outputs)], unpack_stats(f.payload)
+
+
+def _talk(serial_path: str) -> list[Stats]:
+    serial = pytest.importorskip("serial")
+    with serial.Serial(serial_path, 115200, timeout=0.05) as port:
+        port.reset_input_buffer()
+        link = HostSide(port)
+        pong = link.ping()
+        assert pong.pe_id == PE_ID and pong.input_bytes == (384, 16)
+        assert pong.rx_window >= 1
+        port.write(b"\x55garbage\xa5\x5a\x01")  # the PE must shrug this off
+        stats = []
+        for seed in (3, 4):
+            x, b = _inputs(seed)
+            outs, st = link.infer([x.tobytes(), b.tobytes()], pong.rx_window)
+            want_out, want_total = demo_reference(x, b)
+            np.testing.assert_allclose(np.frombuffer(outs[0], np.float32), want_out, rtol=1e-6)
+            np.testing.assert_allclose(np.frombuffer(outs[1], np.float32), want_total, rtol=1e-5)
+            stats.append(st)
+        assert [s.inferences for s in stats] == [1, 2]
+        assert stats[1].rx_skipped_bytes > 0 or stats[1].rx_bad_frames > 0
+        return stats
+
+
+def _wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    seen = []
+    os.set_blocking(proc.stdout.fileno(), False)
+    buf = b""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read() or b""
+        buf += chunk
+        m = re.search(pattern.encode(), buf)
+        if m:
+            return m
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    seen.append(buf.decode(errors="replace"))
+    raise AssertionError(f"no '{pattern}' from {proc.args[0]}: {seen}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@needs_gcc
+def test_host_port_process_over_pty(demo_app, tmp_path):
+    srcs, incs = app_sources(demo_app)
+    exe = tmp_path / "pe_host"
+    _cc(["gcc", *WARN, "-O2", *incs, *srcs, *sorted((RUNTIME / "ports" / "host").glob("*.c")),
+         "-lm", "-o", exe])
+    proc = subprocess.Popen([exe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        m = _wait_for_line(proc, r"pemesh: link0 on (/dev/pts/\d+)\n", 10)
+        stats = _talk(m.group(1).decode())
+        assert stats[0].cycles > 0  # nanoseconds on the host port
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def lm3s_firmware(demo_app, tmp_path_factory) -> Path:
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("needs arm-none-eabi-gcc")
+    port_dir = RUNTIME / "ports" / "lm3s6965"
+    flags = json.loads((port_dir / "port.json").read_text())
+    out = tmp_path_factory.mktemp("fw")
+    srcs, incs = app_sources(demo_app)
+    objs = []
+    for i, src in enumerate(srcs + sorted(port_dir.glob("*.c"))):
+        obj = out / f"{i}_{src.stem}.o"
+        _cc([flags["cc"], *flags["cflags"], "-Wall", "-Wextra", "-Werror", *incs, "-c", src,
+             "-o", obj])
+        objs.append(obj)
+    elf = out / "fw.elf"
+    ldflags = [a if a != "lm3s6965.ld" else str(port_dir / a) for a in flags["ldflags"]]
+    _cc([flags["cc"], *ldflags, *objs, *flags["libs"], "-Wl,-Map," + str(out / "fw.map"),
+         "-o", elf])
+    return elf
+
+
+@needs_arm
+def test_lm3s6965_image_layout(lm3s_firmware):
+    nm = subprocess.run(["arm-none-eabi-nm", lm3s_firmware], capture_output=True, text=True,
+                        check=True).stdout
+    syms = {line.split()[2]: int(line.split()[0], 16) for line in nm.splitlines()
+            if len(line.split()) == 3}
+    assert syms["pemesh_lm3s_vectors"] == 0
+    assert syms["pemesh_pe_config"] < 0x40000  # in flash
+    assert syms["__pemesh_config_end"] - syms["__pemesh_config_start"] == 128
+    assert 0x20000000 <= syms["__bss_end"] <= 0x20010000
+    objdump = subprocess.run(["arm-none-eabi-objdump", "-h", lm3s_firmware], capture_output=True,
+                             text=True, check=True).stdout
+    assert ".pemesh_config" in objdump
+
+
+@pytest.mark.qemu
+@pytest.mark.timeout(120)
+@needs_arm
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")
+def test_lm3s6965_on_qemu(lm3s_firmware):
+    proc = subprocess.Popen(
+        ["qemu-system-arm", "-M", "lm3s6965evb", "-display", "none", "-monitor", "none",
+         "-serial", "pty", "-serial", "null", "-serial", "null", "-kernel", str(lm3s_firmware)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        m = _wait_for_line(proc, r"char device redirected to (/dev/pts/\d+)", 20)
+        stats = _talk(m.group(1).decode())
+        assert all(s.cycles > 0 for s in stats)  # SysTick-based
+    finally:
+        _stop(proc)

@@ -1,0 +1,87 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * pemesh build-time options and the per-PE identity block.
+ */
+#ifndef PEMESH_CONFIG_H_
+#define PEMESH_CONFIG_H_
+
+#include <stdint.h>
+
+/**
+ * @defgroup pemesh_config pemesh configuration
+ * @{
+ *
+ * Build-time options come from Kconfig (CONFIG_PEMESH_*) in a Zephyr build; bare-metal and
+ * host builds get the defaults below (keep them equal to the Kconfig defaults) or -D flags.
+ */
+
+#ifndef CONFIG_PEMESH_MAX_PAYLOAD
+#define CONFIG_PEMESH_MAX_PAYLOAD 256
+#endif
+#ifndef CONFIG_PEMESH_RX_BUFFER_SIZE
+#define CONFIG_PEMESH_RX_BUFFER_SIZE 1024
+#endif
+#ifndef CONFIG_PEMESH_MAX_TENSORS
+#define CONFIG_PEMESH_MAX_TENSORS 8
+#endif
+#ifndef CONFIG_PEMESH_LINKS
+#define CONFIG_PEMESH_LINKS 3
+#endif
+
+/** Largest frame payload in bytes (docs/CONTRACTS.md §1). */
+#define PEMESH_MAX_PAYLOAD ((uint16_t)CONFIG_PEMESH_MAX_PAYLOAD)
+/** Receive ring buffer bytes per link (a power of two). */
+#define PEMESH_RX_BUFFER_SIZE ((uint32_t)CONFIG_PEMESH_RX_BUFFER_SIZE)
+/** Most model inputs (and outputs) the PE main loop tracks. */
+#define PEMESH_MAX_TENSORS CONFIG_PEMESH_MAX_TENSORS
+/** Number of links the port drives (link 0 = host link). */
+#define PEMESH_LINKS CONFIG_PEMESH_LINKS
+
+#if (CONFIG_PEMESH_RX_BUFFER_SIZE & (CONFIG_PEMESH_RX_BUFFER_SIZE - 1)) != 0
+#error "CONFIG_PEMESH_RX_BUFFER_SIZE must be a power of two"
+#endif
+
+/** Magic of struct pemesh_pe_config: "PEMC" in little-endian byte order. */
+#define PEMESH_PE_CONFIG_MAGIC 0x434D4550u
+/** Layout version of struct pemesh_pe_config. */
+#define PEMESH_PE_CONFIG_VERSION 1u
+/** Size in bytes of struct pemesh_pe_config (fixed: stamped into images after linking). */
+#define PEMESH_PE_CONFIG_SIZE 128u
+/** Bytes reserved for routes in struct pemesh_pe_config. */
+#define PEMESH_PE_CONFIG_ROUTE_BYTES 112u
+
+/** Roles of a PE (pemesh_pe_config.role). */
+enum pemesh_role {
+	PEMESH_ROLE_SINGLE = 0, /**< the whole model on one PE, talking to the host on link 0 */
+};
+
+/**
+ * The per-PE identity block.
+ *
+ * Generated as `src/pe_config.c` of each PE app and placed in the flash section
+ * `.pemesh_config`. PEs of one stage share one firmware image; `pemesh build` stamps this
+ * block per PE after linking, so it is fixed-size, self-contained (no pointers) and
+ * little-endian. Layout (byte offsets): 0 magic, 4 version, 6 pe_id, 8 role, 9 n_routes,
+ * 10 reserved, 12 flags, 16 routes[112].
+ */
+struct pemesh_pe_config {
+	uint32_t magic;    /**< PEMESH_PE_CONFIG_MAGIC */
+	uint16_t version;  /**< PEMESH_PE_CONFIG_VERSION */
+	uint16_t pe_id;    /**< this PE's id (0..0xFFFE; 0xFFFF is the host) */
+	uint8_t role;      /**< enum pemesh_role */
+	uint8_t n_routes;  /**< routes in use (0 for now) */
+	uint16_t reserved; /**< zero */
+	uint32_t flags;    /**< zero; reserved for options */
+	uint8_t routes[PEMESH_PE_CONFIG_ROUTE_BYTES]; /**< reserved room for routes, zero */
+};
+
+_Static_assert(sizeof(struct pemesh_pe_config) == PEMESH_PE_CONFIG_SIZE,
+	       "struct pemesh_pe_config must stay 128 bytes");
+
+/** This PE's identity block (defined by the generated src/pe_config.c). */
+extern const struct pemesh_pe_config pemesh_pe_config;
+
+/** @} */
+
+#endif /* PEMESH_CONFIG_H_ */
