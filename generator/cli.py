@@ -172,10 +172,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbosity: int) -> None:
+    """Warnings only by default; ``-v`` shows what each stage decides, ``-vv`` every command line."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("pemesh").setLevel(logging.INFO if verbosity <= 0 else level)
-    logging.getLogger("generator").setLevel(logging.INFO if verbosity <= 0 else level)
+    fmt = "%(levelname)s %(name)s: %(message)s" if verbosity >= 2 else "%(levelname)s: %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=fmt, stream=sys.stderr)
+    for name in ("pemesh", "generator"):
+        logging.getLogger(name).setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,15 +66,15 @@ def stage_memory_need(stage, pe_kind) -> MemoryNeed:
     """RAM/flash a PE needs for ``stage``: arena + io + runtime reserve (RAM), constants +
     runtime reserve (flash). Code size of the operators is known only after the build, which
     checks the real ELF against the same limits."""
-    reserve = pe_kind.runtime_reserve
     ram = {"arena": stage.workspace_size, "io": stage.io_size,
-           "runtime": reserve.ram_bytes}
-    flash = {"constants": stage.constants_size, "runtime": reserve.flash_bytes}
+           "runtime": pe_kind.reserve_ram_bytes}
+    flash = {"constants": stage.constants_size, "runtime": pe_kind.reserve_flash_bytes}
     ram_total, flash_total = sum(ram.values()), sum(flash.values())
-    if pe_kind.unified_memory:
+    if pe_kind.code_in_ram:
         # one SRAM for code and data (SpiNNaker2-like PE): everything counts against it
         ram_total = flash_total = ram_total + flash_total
-    return MemoryNeed(ram_total, flash_total, pe_kind.ram_bytes, pe_kind.flash_bytes,
+    flash_limit = pe_kind.ram_bytes if pe_kind.code_in_ram else pe_kind.flash_bytes
+    return MemoryNeed(ram_total, flash_total, pe_kind.ram_bytes, flash_limit,
                       {**{f"ram_{k}": v for k, v in ram.items()},
                        **{f"flash_{k}": v for k, v in flash.items()}})
 
@@ -129,7 +129,7 @@ def compile_single_pe(model: ImportedModel, out: Path, pe_kind) -> dict[str, Any
             f"model '{model.name}' does not fit one {pe_kind.name} PE: needs RAM "
             f"{_fmt_kib(need.ram_bytes)} of {_fmt_kib(need.ram_limit)} (arena "
             f"{_fmt_kib(stage.workspace_size)}, io {_fmt_kib(stage.io_size)}, runtime "
-            f"{_fmt_kib(pe_kind.runtime_reserve.ram_bytes)}), flash {_fmt_kib(need.flash_bytes)} "
+            f"{_fmt_kib(pe_kind.reserve_ram_bytes)}), flash {_fmt_kib(need.flash_bytes)} "
             f"of {_fmt_kib(need.flash_limit)} (weights {_fmt_kib(stage.constants_size)})",
             hint="compile for a mesh (--mesh qemu4, qemu16, ...) so the model is split over PEs")
 

@@ -72,6 +72,30 @@ class ImportedModel:
 
 
 @dataclass(frozen=True)
+class Route:
+    """One entry of a PE's routing table (docs/CONTRACTS.md §6).
+
+    kind 1 OUTPUT: output ``a`` of this PE goes to PE ``pe`` (0xFFFF = host) as input ``b``.
+    kind 2 SOURCE: input ``a`` of this PE comes from PE ``pe``'s output ``b`` (READY goes back).
+    """
+
+    kind: int
+    a: int
+    pe: int
+    b: int
+
+    OUTPUT = 1
+    SOURCE = 2
+
+    def to_json(self) -> list[int]:
+        return [self.kind, self.a, self.pe, self.b]
+
+    @classmethod
+    def from_json(cls, v) -> "Route":
+        return cls(int(v[0]), int(v[1]), int(v[2]), int(v[3]))
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """Everything needed to render one PE's Zephyr application (``render_pe_app``)."""
 
@@ -84,7 +108,9 @@ class AppSpec:
     workspace_size: int                 # arena bytes of the stage (static, inside the model C)
     model_dir: str                      # the stage's unpacked MLF, relative to the app folder
     main_stack_size: int = 2048
-    role: str = "single"                # "single" for now; mesh roles come with the mesh
+    role: str = "single"                # "single" (issue 2) or "stage" (a mesh PE)
+    routes: tuple[Route, ...] = ()      # mesh routing table (role "stage")
+    flags: int = 0                      # pemesh_pe_config.flags
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +119,7 @@ class AppSpec:
             "outputs": [t.to_json() for t in self.outputs],
             "workspace_size": self.workspace_size, "model_dir": self.model_dir,
             "main_stack_size": self.main_stack_size, "role": self.role,
+            "routes": [r.to_json() for r in self.routes], "flags": self.flags,
         }
 
     @classmethod
@@ -102,4 +129,6 @@ class AppSpec:
             inputs=tuple(TensorSpec.from_json(t) for t in d["inputs"]),
             outputs=tuple(TensorSpec.from_json(t) for t in d["outputs"]),
             workspace_size=int(d["workspace_size"]), model_dir=d["model_dir"],
-            main_stack_size=int(d.get("main_stack_size", 2048)), role=d.get("role", "single"))
+            main_stack_size=int(d.get("main_stack_size", 2048)), role=d.get("role", "single"),
+            routes=tuple(Route.from_json(r) for r in d.get("routes", ())),
+            flags=int(d.get("flags", 0)))

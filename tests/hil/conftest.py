@@ -1,10 +1,9 @@
 """HIL fixtures: a ``device`` transport over the Project API — QEMU by default, a real board
 with ``--serial-port PORT --board BOARD``.
 
-The options are registered here (``pytest_addoption``), which pytest honours when the command
-line names this folder (``pytest tests/hil --serial-port /dev/ttyACM0 --board nrf52840dk``); a
-plain ``pytest`` run does not load this conftest early enough, so the environment variables
-``PEMESH_SERIAL_PORT``, ``PEMESH_BOARD`` and ``PEMESH_HIL_BACKEND`` serve as fallbacks. The tests here are marked ``hil``
+The options are registered in ``tests/conftest.py`` (``pytest --serial-port /dev/ttyACM0
+--board nrf52840dk``); the environment variables ``PEMESH_SERIAL_PORT``, ``PEMESH_BOARD`` and
+``PEMESH_HIL_BACKEND`` serve as fallbacks. The tests here are marked ``hil``
 when they need real hardware and ``qemu`` when they run on the emulator; a missing piece (QEMU,
 the ARM toolchain, a Zephyr workspace for a real board, pemesh's render stage) skips them with a
 reason naming it.
@@ -25,14 +24,7 @@ from .toy_mlf import make_toy_mlf, toy_inputs, toy_reference
 QEMU_BOARD = "qemu_cortex_m3"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("pemesh-hil", "pemesh hardware-in-the-loop")
-    group.addoption("--serial-port", default=None,
-                    help="serial port of a real board's UART0 (runs the hil tests on it)")
-    group.addoption("--board", default=None,
-                    help=f"Zephyr board of the device (default {QEMU_BOARD}, on QEMU)")
-    group.addoption("--hil-backend", default="auto", choices=("auto", "west", "baremetal", "host"),
-                    help="build backend for the device project (default auto)")
+# The --serial-port/--board/--hil-backend options are registered in tests/conftest.py.
 
 
 @dataclass

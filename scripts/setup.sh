@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepare a machine for pemesh: Debian packages (as root, or print the apt line), a venv in
+# .venv with pemesh installed. Sourced by scripts/demo.sh and scripts/test.sh.
+#   PEMESH_EXTRAS=test   also install the test extras (pytest, torch if its CPU wheel is local,
+#                        tflite + ai-edge-litert)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+APT_PKGS="gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+PYTHON="${PYTHON:-python3}"
+
+need_apt=0
+for tool in arm-none-eabi-gcc qemu-system-arm gcc; do
+  command -v "$tool" >/dev/null 2>&1 || need_apt=1
+done
+[ -e /usr/lib/arm-none-eabi/newlib/thumb/v7-m/nofp/libc_nano.a ] || need_apt=1
+if [ "$need_apt" = 1 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian packages: $APT_PKGS"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq $APT_PKGS >/dev/null
+  else
+    echo "setup: missing Debian packages; run as root:" >&2
+    echo "  sudo apt-get install -y $APT_PKGS" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  echo "setup: creating $ROOT/.venv"
+  "$PYTHON" -m venv "$ROOT/.venv"
+fi
+VPY="$ROOT/.venv/bin/python"
+"$VPY" -m pip install -q --upgrade pip >/dev/null
+if [ "${PEMESH_EXTRAS:-}" = "test" ]; then
+  "$VPY" -m pip install -q -e "$ROOT[test,tflite]"
+  # torch.export models: only the CPU wheel (never a multi-GB CUDA build from the registry)
+  if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
+    wheel="$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n1 || true)"
+    if [ -n "$wheel" ]; then
+      "$VPY" -m pip install -q "$wheel"
+    else
+      echo "setup: no local CPU torch wheel; torch.export tests will be skipped" \
+           "(pip install torch==2.13.0 to enable them)" >&2
+    fi
+  fi
+else
+  "$VPY" -m pip install -q "$ROOT"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"
