@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Single-PE figures per model (issue 2): compile seconds, text/data/bss of the built image,
+arena vs its lower bound, and cycles per inference on QEMU (qemu_cortex_m3 = lm3s6965evb).
+
+Prints one JSON document: {"models": {name: {...}}, "machine": {...}}.
+Usage: python benchmarks/single_pe.py [MODEL ...]   (default: every zoo model)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def measure(name: str, work: Path) -> dict:
+    from generator.boards import load_pe_kind
+    from generator.build import build_app
+    from generator.compiler import compile_single_pe
+    from generator.frontend import import_onnx
+    from generator.hostlink import HostLink
+    from generator.run import launch
+    from tests.model_zoo import ZOO
+    import numpy as np
+
+    out = work / name
+    model = import_onnx(ZOO[name](), name=name)
+    t0 = time.perf_counter()
+    manifest = compile_single_pe(model, out, load_pe_kind("qemu_cortex_m3"))
+    compile_s = time.perf_counter() - t0
+    stage = manifest["stages"][0]
+    t0 = time.perf_counter()
+    result = build_app(out / "pes/pe0", out / "build/pe0", "baremetal")
+    build_s = time.perf_counter() - t0
+    inputs = [np.load(out / p) for p in manifest["reference"]["inputs"]]
+    with launch(result) as pe:
+        port = pe.open_serial()
+        try:
+            link = HostLink(port)
+            link.ping()
+            _, stats = link.infer(inputs)
+            _, stats2 = link.infer(inputs)
+        finally:
+            port.close()
+    sizes = result.sizes
+    return {
+        "compile_seconds": round(compile_s, 3), "build_seconds": round(build_s, 3),
+        "text": sizes.text, "data": sizes.data, "bss": sizes.bss,
+        "flash": sizes.flash, "ram": sizes.ram,
+        "weights_bytes": stage["constants_size"], "arena_bytes": stage["workspace_size"],
+        "arena_lower_bound": stage["arena_lower_bound"],
+        "arena_ratio": round(stage["workspace_size"] / stage["arena_lower_bound"], 4)
+        if stage["arena_lower_bound"] else 1.0,
+        "macs": stage["macs"],
+        "cycles_per_inference": stats2.cycles,
+        "cycles_first_inference": stats.cycles,
+    }
+
+
+def main() -> int:
+    from tests.model_zoo import ZOO
+
+    names = sys.argv[1:] or sorted(ZOO)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            results[name] = measure(name, Path(tmp))
+    print(json.dumps({"models": results,
+                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                  "cycles": "SysTick ticks of the emulated 12 MHz core under "
+                                            "QEMU icount (see generator/run.py)"}},
+                     indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
