@@ -71,11 +71,20 @@ def run_inference(target: ProjectTransport | GeneratedProject, inputs: Sequence[
 
     ``target`` is an open :class:`ProjectTransport`, or a generated project whose transport is
     opened for the call and closed after it. ``timeout`` bounds each wait for the PE (seconds);
-    ``output_specs`` (TensorSpecs) shapes the outputs, else they come back flat.
+    ``output_specs`` (TensorSpecs) shapes the outputs; a generated project supplies them from its
+    own ``pemesh_app.json``; over a bare transport without them, outputs come back flat bytes.
     """
     from ..hostlink import HostLink
 
     if isinstance(target, GeneratedProject):
+        if output_specs is None:
+            from pathlib import Path
+
+            from ..build import load_app_spec
+
+            app_json = Path(target.model_library_format_path).parent / "pemesh_app.json"
+            if app_json.is_file():
+                output_specs = load_app_spec(app_json.parent).outputs
         with target.transport() as transport:
             return run_inference(transport, inputs, timeout=timeout, output_specs=output_specs)
     link = HostLink(TransportPort(target), timeout=timeout, output_specs=output_specs)
