@@ -24,6 +24,7 @@ import logging
 import os
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +32,8 @@ from typing import Any, Mapping, Sequence
 from .errors import BuildError, DoesNotFitError, PemeshError, ToolchainError, UsageError
 from .paths import runtime_dir as default_runtime_dir
 from .spec import AppSpec
+from .stamp import (PER_PE_FIELDS, BuildProgress, ImagePlan, MeshBuild, PeImage,  # noqa: F401
+                    build_key, build_mesh_report, pe_app_dir, plan_images, split_jobs)
 from .toolchain import (ImageSizes, elf_sizes, find_arm_toolchain, find_host_cc, find_west,
                         find_zephyr_workspace)
 
@@ -48,6 +51,8 @@ ARM_CFLAGS = ("-mcpu=cortex-m3", "-mthumb", "-Os", "-g", "-ffunction-sections",
               "-fdata-sections", "--specs=nano.specs")
 ARM_LDFLAGS = ("-nostartfiles", "-Wl,--gc-sections")
 HOST_CFLAGS = ("-O2", "-g")
+#: no build-id note: it hashes the whole file, so a stamped copy would differ from a direct build
+HOST_LDFLAGS = ("-Wl,--build-id=none",)
 #: warnings for our own C (runtime, port, generated glue); TVM's generated C gets WARN only
 WARN_FLAGS = ("-Wall", "-Wextra")
 STRICT_FLAGS = ("-Werror",)
@@ -206,6 +211,17 @@ def app_sources(app_dir: Path, port: str, *, runtime: Path | None = None) -> Sou
 
 # --- command formation -----------------------------------------------------------------------
 
+def reproducible_flags(app_dir: Path) -> tuple[str, ...]:
+    """Flags that keep the app's own folder out of the objects (debug info, ``__FILE__``).
+
+    Compiles run in the app folder and map it to ``.``, so PEs of one stage (apps
+    ``pes/<pe>/`` that differ only in ``src/pe_config.c``'s data) give byte-identical images
+    apart from ``.pemesh_config`` — what stamping relies on. Debuggers find the app's sources
+    relative to the app folder; model and runtime paths stay absolute (shared by the stage).
+    """
+    return (f"-ffile-prefix-map={Path(app_dir).resolve()}=.",)
+
+
 def _object_path(build_dir: Path, group: str, src: Path) -> Path:
     return build_dir / "obj" / group / (src.stem + ".o")
 
@@ -253,10 +269,12 @@ def _run(cmd: Sequence[str], *, cwd: Path | None = None, what: str) -> None:
         log.debug("%s: %s", what, proc.stderr.strip())
 
 
-def _run_parallel(cmds: Sequence[Sequence[str]], jobs: int | None, what: str) -> None:
+def _run_parallel(cmds: Sequence[Sequence[str]], jobs: int | None, what: str,
+                  cwd: Path | None = None) -> None:
     jobs = max(1, jobs or os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run, c, what=f"{what} {Path(c[c.index('-c') + 1]).name}")
+        futures = [pool.submit(_run, c, cwd=cwd,
+                               what=f"{what} {Path(c[c.index('-c') + 1]).name}")
                    for c in cmds]
         errors = []
         for fut in futures:
@@ -345,10 +363,11 @@ def _build_baremetal(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Pat
     sources = app_sources(app_dir, port, runtime=runtime)
     elf = build_dir / "fw.elf"
     binf = build_dir / "fw.bin"
-    compiles, link = gcc_commands(sources, build_dir, cc=str(tools.gcc), cflags=ARM_CFLAGS,
+    compiles, link = gcc_commands(sources, build_dir, cc=str(tools.gcc),
+                                  cflags=(*ARM_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=ARM_LDFLAGS, output=elf,
                                   defines=(f"-DPEMESH_PORT_{port.upper()}=1",))
-    _compile_and_link(compiles, link, jobs)
+    _compile_and_link(compiles, link, jobs, cwd=app_dir)
     objcopy = (str(tools.objcopy), "-O", "binary", str(elf), str(binf))
     _run(objcopy, what="objcopy")
     return BuildResult("baremetal", app_dir, elf, binf, elf_sizes(elf),
@@ -360,18 +379,20 @@ def _build_host(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
     cc = find_host_cc(env=env)
     sources = app_sources(app_dir, "host", runtime=runtime)
     exe = build_dir / "pe"
-    compiles, link = gcc_commands(sources, build_dir, cc=str(cc), cflags=HOST_CFLAGS,
-                                  ldflags=(), output=exe, defines=("-DPEMESH_PORT_HOST=1",))
-    _compile_and_link(compiles, link, jobs)
+    compiles, link = gcc_commands(sources, build_dir, cc=str(cc),
+                                  cflags=(*HOST_CFLAGS, *reproducible_flags(app_dir)),
+                                  ldflags=HOST_LDFLAGS, output=exe,
+                                  defines=("-DPEMESH_PORT_HOST=1",))
+    _compile_and_link(compiles, link, jobs, cwd=app_dir)
     return BuildResult("host", app_dir, exe, None, elf_sizes(exe), (*compiles, link), spec.board)
 
 
 def _compile_and_link(compiles: list[tuple[str, ...]], link: tuple[str, ...],
-                      jobs: int | None) -> None:
+                      jobs: int | None, cwd: Path | None = None) -> None:
     for c in compiles:
         Path(c[-1]).parent.mkdir(parents=True, exist_ok=True)
-    _run_parallel(compiles, jobs, "compile")
-    _run(link, what="link")
+    _run_parallel(compiles, jobs, "compile", cwd=cwd)
+    _run(link, cwd=cwd, what="link")
 
 
 def _build_west(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | None,
@@ -419,21 +440,6 @@ def load_mesh(out: Path) -> dict[str, Any]:
     return mesh
 
 
-@dataclass(frozen=True)
-class ImagePlan:
-    """One image to build and the PEs that run it."""
-
-    name: str                   # folder under OUT/build/
-    app: str                    # app folder relative to OUT
-    pes: tuple[str, ...]
-
-
-def plan_images(mesh: Mapping[str, Any]) -> list[ImagePlan]:
-    """Which images to build. For now one per PE (deduplication by stage comes with the mesh)."""
-    return [ImagePlan(pe["name"], pe.get("app", f"pes/{pe['name']}"), (pe["name"],))
-            for pe in mesh["pes"]]
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -443,30 +449,37 @@ def sha256_file(path: Path) -> str:
 
 
 def build_mesh(out: Path, backend: str, *, jobs: int | None = None) -> dict[str, BuildResult]:
-    """Build every image of OUT/ into OUT/build/<image>/ and write OUT/build/build.json."""
-    out = Path(out).resolve()
-    mesh = load_mesh(out)
-    results: dict[str, BuildResult] = {}
-    for plan in plan_images(mesh):
-        results[plan.name] = build_app(out / plan.app, out / "build" / plan.name, backend,
-                                       jobs=jobs)
-    write_build_json(out, results, {p.name: p.pes for p in plan_images(mesh)})
-    return results
+    """Build every image of OUT/ (see :func:`build_mesh_report`); a BuildResult per PE."""
+    report = build_mesh_report(out, backend, jobs=jobs)
+    return {pe: img.result for pe, img in report.images.items()}
 
 
 def write_build_json(out: Path, results: Mapping[str, BuildResult],
-                     pes_of: Mapping[str, Sequence[str]]) -> Path:
-    """Write OUT/build/build.json: backend, per-image paths (relative to OUT), sizes, sha256."""
+                     pes_of: Mapping[str, Sequence[str]],
+                     report: MeshBuild | None = None) -> Path:
+    """Write OUT/build/build.json: backend, per-image (= per PE) paths relative to OUT, sizes,
+    sha256 of the .bin (or executable), how it was made (``built`` or ``stamped`` ``from``
+    another PE's build), and totals. Deterministic: no timings."""
     images = {}
     for name in sorted(results):
         r = results[name]
         d = r.to_json(out)
-        d["sha256"] = sha256_file(r.bin or r.image)
+        img = report.images.get(name) if report is not None else None
+        d["sha256"] = img.sha256 if img is not None else sha256_file(r.bin or r.image)
         d["pes"] = list(pes_of.get(name, (name,)))
+        if img is not None:
+            d.update({"how": img.how, "from": img.source, "build_key": img.key})
         images[name] = d
     backends = sorted({r.backend for r in results.values()})
-    doc = {"schema_version": 1, "backend": backends[0] if len(backends) == 1 else backends,
-           "images": images}
+    doc: dict[str, Any] = {"schema_version": 1,
+                           "backend": backends[0] if len(backends) == 1 else backends,
+                           "images": images}
+    if report is not None:
+        doc["totals"] = {"pes": len(results), "images_built": report.built,
+                         "images_stamped": report.stamped,
+                         "flash_bytes": sum(r.sizes.flash for r in results.values()),
+                         "bin_bytes": sum(r.bin.stat().st_size for r in results.values()
+                                          if r.bin is not None)}
     path = out / "build" / BUILD_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -474,7 +487,7 @@ def write_build_json(out: Path, results: Mapping[str, BuildResult],
 
 
 def load_build(out: Path) -> tuple[dict[str, Any], dict[str, BuildResult]]:
-    """Read OUT/build/build.json: the document and a BuildResult per image."""
+    """Read OUT/build/build.json: the document and a BuildResult per image (= per PE)."""
     out = Path(out).resolve()
     path = out / "build" / BUILD_JSON
     try:
@@ -484,6 +497,47 @@ def load_build(out: Path) -> tuple[dict[str, Any], dict[str, BuildResult]]:
     return doc, {name: BuildResult.from_json(d, out) for name, d in doc["images"].items()}
 
 
+class _PlainProgress(BuildProgress):
+    """Progress as plain lines on stderr (not a terminal): one per image, ~10 for stamping."""
+
+    def begin(self, images: int, stamps: int) -> None:
+        self.images, self.stamps, self.n_built, self.n_stamped = images, stamps, 0, 0
+        print(f"building {images} image(s), stamping {stamps} PE(s)", file=sys.stderr)
+
+    def built(self, plan: ImagePlan, seconds: float) -> None:
+        self.n_built += 1
+        print(f"[{self.n_built}/{self.images}] built {plan.name} ({len(plan.pes)} PE(s)) in "
+              f"{seconds:.1f} s", file=sys.stderr)
+
+    def stamped(self, pe: str) -> None:
+        self.n_stamped += 1
+        step = max(1, self.stamps // 10)
+        if self.n_stamped % step == 0 or self.n_stamped == self.stamps:
+            print(f"stamped {self.n_stamped}/{self.stamps}", file=sys.stderr)
+
+
+class _RichProgress(BuildProgress):
+    """Progress bars (rich) on a terminal."""
+
+    def begin(self, images: int, stamps: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+        self.bar.start()
+        self.t_build = self.bar.add_task("build", total=images)
+        self.t_stamp = self.bar.add_task("stamp", total=stamps)
+
+    def built(self, plan: ImagePlan, seconds: float) -> None:
+        self.bar.advance(self.t_build)
+
+    def stamped(self, pe: str) -> None:
+        self.bar.advance(self.t_stamp)
+
+    def end(self) -> None:
+        if hasattr(self, "bar"):
+            self.bar.stop()
+
+
 def build_command(args: argparse.Namespace) -> int:
     """``pemesh build OUT [--backend auto|west|baremetal|host] [-j N]``."""
     out = Path(args.out)
@@ -491,10 +545,19 @@ def build_command(args: argparse.Namespace) -> int:
     board = mesh.get("board") or mesh["pes"][0].get("board") or "qemu_cortex_m3"
     backend, reason = choose_backend(args.backend, board)
     print(f"backend: {backend} ({reason})")
-    results = build_mesh(out, backend, jobs=args.jobs)
-    for name, r in sorted(results.items()):
-        sha = sha256_file(r.bin or r.image)[:12]
-        print(f"{name}: {os.path.relpath(r.image, Path(out).resolve())}  "
+    progress = _RichProgress() if sys.stderr.isatty() else _PlainProgress()
+    report = build_mesh_report(out, backend, jobs=args.jobs, progress=progress)
+    shown = [img for img in report.images.values() if img.how == "built"]
+    if len(report.images) <= 16:
+        shown = list(report.images.values())
+    for img in shown:
+        r = img.result
+        how = "" if img.how == "built" else f"  (stamped from {img.source})"
+        print(f"{img.pe}: {os.path.relpath(r.image, Path(out).resolve())}  "
               f"flash {r.sizes.flash} B  ram {r.sizes.ram} B  "
-              f"(text {r.sizes.text}, data {r.sizes.data}, bss {r.sizes.bss})  sha256 {sha}")
+              f"(text {r.sizes.text}, data {r.sizes.data}, bss {r.sizes.bss})  "
+              f"sha256 {img.sha256[:12]}{how}")
+    print(f"{report.built} image(s) built, {report.stamped} stamped "
+          f"({len(report.images)} PEs; build {report.build_seconds:.1f} s, "
+          f"stamp {report.stamp_seconds:.1f} s)")
     return 0

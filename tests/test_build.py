@@ -107,8 +107,10 @@ def test_gcc_commands_baremetal(tmp_path):
     compiles, link = gcc_commands(srcs, tmp_path, cc="arm-none-eabi-gcc", cflags=ARM_CFLAGS,
                                   ldflags=build.ARM_LDFLAGS, output=tmp_path / "fw.elf")
     names = [Path(c[c.index("-c") + 1]).name for c in compiles]
-    assert names == ["main.c", "pe_config.c", "pe_model.c", "default_lib0.c", "crc32.c",
-                     "frame.c", "pe.c", "ring.c", "port.c", "startup.c"]
+    core = sorted(p.name for p in (runtime_dir() / "src").glob("*.c"))
+    assert {"crc32.c", "frame.c", "pe.c", "ring.c"} <= set(core)
+    assert names == ["main.c", "pe_config.c", "pe_model.c", "default_lib0.c", *core,
+                     "port.c", "startup.c"]
     for c in compiles:
         for flag in ("-mcpu=cortex-m3", "-mthumb", "-Os", "-ffunction-sections",
                      "-fdata-sections", "--specs=nano.specs", "-Wall", "-Wextra"):
@@ -223,3 +225,78 @@ def test_build_command(tmp_path, capsys):
 
 def test_build_command_without_compile(tmp_path):
     assert main(["build", str(tmp_path / "nothing")]) == UsageError.exit_code
+
+
+# --- one image per stage, stamped per PE --------------------------------------------------------
+
+def _mesh_out(tmp_path: Path, stages: int, per_stage: int) -> tuple[Path, list]:
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_stamp import demo_spec, make_mesh_out
+    specs = [demo_spec(f"pe{k * stages + s}", 10 * (k * stages + s) + 1, f"st{s}")
+             for k in range(per_stage) for s in range(stages)]   # stages interleaved
+    return make_mesh_out(tmp_path / "out", specs), specs
+
+
+def test_plan_groups_by_stage(tmp_path):
+    out, specs = _mesh_out(tmp_path, stages=3, per_stage=3)
+    mesh = build.load_mesh(out)
+    plans = build.plan_images(mesh, out, "baremetal")
+    assert [p.name for p in plans] == ["pe0", "pe1", "pe2"]
+    assert [p.pes for p in plans] == [("pe0", "pe3", "pe6"), ("pe1", "pe4", "pe7"),
+                                      ("pe2", "pe5", "pe8")]
+    assert len({p.key for p in plans}) == 3
+    # without OUT: one image per PE (the old behaviour)
+    assert [p.pes for p in build.plan_images(mesh)] == [(s.pe_name,) for s in specs]
+    assert build.split_jobs(2, 4) == (2, 1) and build.split_jobs(8, 2) == (2, 4)
+    assert build.split_jobs(None, 1)[0] == 1
+
+
+@needs_arm
+@pytest.mark.timeout(300)
+def test_build_command_builds_each_stage_once(tmp_path, capsys):
+    out, specs = _mesh_out(tmp_path, stages=4, per_stage=3)
+    assert main(["build", str(out), "--backend", "baremetal", "-j", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "4 image(s) built, 8 stamped (12 PEs" in captured.out
+    assert "pe4: build/pe4/fw.elf" in captured.out and "(stamped from pe0)" in captured.out
+    # not a terminal: plain progress lines on stderr
+    assert "building 4 image(s), stamping 8 PE(s)" in captured.err
+    assert "[4/4] built" in captured.err and "stamped 8/8" in captured.err
+    doc = json.loads((out / "build" / "build.json").read_text())
+    assert doc["totals"]["pes"] == 12 and doc["totals"]["images_built"] == 4
+    assert doc["totals"]["images_stamped"] == 8
+    assert [n for n, d in doc["images"].items() if d["how"] == "built"] == \
+        ["pe0", "pe1", "pe2", "pe3"]
+    for s in specs:
+        img = doc["images"][s.pe_name]
+        data = (out / img["bin"]).read_bytes()
+        assert img["sha256"] == hashlib.sha256(data).hexdigest()
+        assert img["from"] == f"pe{int(s.stage[2:])}"
+        assert img["sizes"]["flash"] == len(data) == doc["images"][img["from"]]["sizes"]["flash"]
+        assert img["app"] == f"pes/{s.pe_name}"
+    # one stage's images differ from each other (stamped ids), so their hashes do
+    assert len({d["sha256"] for d in doc["images"].values()}) == 12
+    # build.json is deterministic: a rebuild writes the same document
+    first = (out / "build" / "build.json").read_text()
+    assert main(["build", str(out), "--backend", "baremetal"]) == 0
+    assert (out / "build" / "build.json").read_text() == first
+
+
+def test_build_failure_names_the_image(tmp_path):
+    out, _ = _mesh_out(tmp_path, stages=2, per_stage=2)
+    (out / "pes" / "pe1" / "src" / "broken.c").write_text("int broken(void) { return nope; }\n")
+    from generator.errors import BuildError
+    with pytest.raises(BuildError, match="broken.c"):
+        build.build_mesh(out, "host", jobs=2)
+
+
+def test_rich_progress_runs(capsys):
+    bar = build._RichProgress()
+    bar.begin(2, 3)
+    for _ in range(2):
+        bar.built(build.ImagePlan("pe0", "pes/pe0", ("pe0",)), 0.1)
+    for pe in ("pe1", "pe2", "pe3"):
+        bar.stamped(pe)
+    assert bar.bar.tasks[0].completed == 2 and bar.bar.tasks[1].completed == 3
+    bar.end()
