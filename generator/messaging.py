@@ -38,6 +38,10 @@ class FrameType(IntEnum):
     LOG = 6
     ERROR = 7
     ACK = 8
+    READY = 9
+
+
+_MAX_TYPE = max(FrameType)
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class FrameDecoder:
                 return None
             (_, ver, ftype, src, dst, stream, seq, chunk, nchunks,
              n) = _HEADER.unpack_from(buf)
-            if (ver != PROTO_VERSION or not FrameType.TENSOR <= ftype <= FrameType.ACK
+            if (ver != PROTO_VERSION or not FrameType.TENSOR <= ftype <= _MAX_TYPE
                     or n > self.max_payload):
                 self.bad_frames += 1
                 self._drop(1)
@@ -219,10 +223,25 @@ def unpack_ack(payload: bytes) -> Ack:
     return Ack(*struct.unpack_from("<HH", payload))
 
 
+def pack_ready(stream: int) -> bytes:
+    """Encode a READY payload: the consumer's input ``stream`` is free again (CONTRACTS §6)."""
+    return struct.pack("<H", stream)
+
+
+def unpack_ready(payload: bytes) -> int:
+    """Decode a READY payload: the input stream that is free again."""
+    if len(payload) < 2:
+        raise ValueError(f"READY payload of {len(payload)} bytes is shorter than 2")
+    return struct.unpack_from("<H", payload)[0]
+
+
 #: STATS value names in wire order (append only); *_lo/*_hi pairs become one 64-bit field
 STATS_FIELDS = ("inferences", "cycles_lo", "cycles_hi", "rx_frames", "rx_bad_frames",
                 "rx_skipped_bytes", "tx_frames", "run_status", "accel_calls", "accel_macs_lo",
-                "accel_macs_hi")
+                "accel_macs_hi", "rx_duplicates", "rx_gaps", "rx_dropped", "ready_sent",
+                "ready_received", "credit_stalls")
+#: the plain counters after the first eleven values, in wire order
+_STATS_TAIL = STATS_FIELDS[11:]
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,12 @@ class Stats:
     run_status: int = 0
     accel_calls: int = 0
     accel_macs: int = 0
+    rx_duplicates: int = 0      # TENSOR frames older than expected: re-ACKed, ignored
+    rx_gaps: int = 0            # TENSOR frames newer than expected: dropped unACKed
+    rx_dropped: int = 0         # good frames not for this PE or not handled
+    ready_sent: int = 0         # READY frames sent
+    ready_received: int = 0     # READY frames that gave a credit back
+    credit_stalls: int = 0      # runs delayed because an output waited for a credit
     extra: tuple[int, ...] = field(default=())  # values appended by a newer PE
 
 
@@ -246,7 +271,7 @@ def pack_stats(stats: Stats) -> bytes:
     values = [stats.inferences, stats.cycles & 0xFFFFFFFF, stats.cycles >> 32, stats.rx_frames,
               stats.rx_bad_frames, stats.rx_skipped_bytes, stats.tx_frames,
               stats.run_status & 0xFFFFFFFF, stats.accel_calls, stats.accel_macs & 0xFFFFFFFF,
-              stats.accel_macs >> 32, *stats.extra]
+              stats.accel_macs >> 32, *(getattr(stats, n) for n in _STATS_TAIL), *stats.extra]
     return struct.pack(f"<HH{len(values)}I", len(values), 0, *values)
 
 
@@ -267,6 +292,7 @@ def unpack_stats(payload: bytes) -> Stats:
         run_status=status - (1 << 32) if status & 0x80000000 else status,
         accel_calls=known["accel_calls"],
         accel_macs=known["accel_macs_lo"] | known["accel_macs_hi"] << 32,
+        **{n: known[n] for n in _STATS_TAIL},
         extra=tuple(values[len(STATS_FIELDS):]))
 
 
@@ -289,3 +315,58 @@ def unpack_error(payload: bytes) -> ErrorInfo:
         raise ValueError(f"ERROR payload of {len(payload)} bytes is shorter than 4")
     (code,) = struct.unpack_from("<i", payload)
     return ErrorInfo(code, payload[4:].decode("utf-8", errors="replace"))
+
+
+# --- the per-PE identity block (struct pemesh_pe_config, CONTRACTS §1 and §6) -------------------
+
+PE_CONFIG_MAGIC = 0x434D4550       # "PEMC"
+PE_CONFIG_VERSION = 1
+PE_CONFIG_SIZE = 128
+ROUTE_BYTES = 112
+ROUTE_SIZE = 6
+MAX_ROUTES = ROUTE_BYTES // ROUTE_SIZE   # 18
+ROLE_SINGLE = 0
+ROLE_STAGE = 1
+ROUTE_OUTPUT = 1
+ROUTE_SOURCE = 2
+FLAG_HOST_OUTPUTS = 1 << 0
+_PE_CONFIG = struct.Struct("<IHHBBHI")  # magic, version, pe_id, role, n_routes, reserved, flags
+_ROUTE = struct.Struct("<BBHH")         # kind, a, pe, b
+
+
+@dataclass(frozen=True)
+class PeConfig:
+    """A decoded ``struct pemesh_pe_config``; ``routes`` are ``(kind, a, pe, b)`` tuples."""
+
+    pe_id: int
+    role: int = ROLE_SINGLE
+    routes: tuple[tuple[int, int, int, int], ...] = ()
+    flags: int = 0
+
+
+def pack_pe_config(cfg: PeConfig) -> bytes:
+    """The 128 little-endian bytes of a config block (ValueError on more than 18 routes or a
+    field out of range)."""
+    if len(cfg.routes) > MAX_ROUTES:
+        raise ValueError(f"{len(cfg.routes)} routes do not fit the config block (at most "
+                         f"{MAX_ROUTES})")
+    try:
+        head = _PE_CONFIG.pack(PE_CONFIG_MAGIC, PE_CONFIG_VERSION, cfg.pe_id, cfg.role,
+                               len(cfg.routes), 0, cfg.flags)
+        routes = b"".join(_ROUTE.pack(*r) for r in cfg.routes)
+    except struct.error as exc:
+        raise ValueError(f"config field out of range: {exc}") from exc
+    return head + routes + bytes(ROUTE_BYTES - len(routes))
+
+
+def unpack_pe_config(raw: bytes) -> PeConfig:
+    """Decode a config block (ValueError on a bad size, magic, version or route count)."""
+    if len(raw) != PE_CONFIG_SIZE:
+        raise ValueError(f"config block of {len(raw)} bytes, expected {PE_CONFIG_SIZE}")
+    magic, version, pe_id, role, n, _reserved, flags = _PE_CONFIG.unpack_from(raw)
+    if magic != PE_CONFIG_MAGIC or version != PE_CONFIG_VERSION:
+        raise ValueError(f"bad config block: magic {magic:#x}, version {version}")
+    if n > MAX_ROUTES:
+        raise ValueError(f"config block claims {n} routes (at most {MAX_ROUTES})")
+    routes = tuple(_ROUTE.unpack_from(raw, _PE_CONFIG.size + ROUTE_SIZE * i) for i in range(n))
+    return PeConfig(pe_id, role, routes, flags)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from generator.messaging import (
-    HOST_ID, MAX_PAYLOAD, Ack, ErrorInfo, Frame, FrameDecoder, FrameType, PongInfo, Stats,
-    chunk_tensor, encode, pack_ack, pack_error, pack_pong, pack_stats, tensor_frames,
-    unpack_ack, unpack_error, unpack_pong, unpack_stats)
+    HOST_ID, MAX_PAYLOAD, PE_CONFIG_MAGIC, Ack, ErrorInfo, Frame, FrameDecoder, FrameType,
+    PeConfig, PongInfo, Stats, chunk_tensor, encode, pack_ack, pack_error, pack_pe_config,
+    pack_pong, pack_ready, pack_stats, tensor_frames, unpack_ack, unpack_error, unpack_pe_config,
+    unpack_pong, unpack_ready, unpack_stats)
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
 
@@ -110,7 +111,7 @@ def test_encode_rejects_bad_frames():
     with pytest.raises(ValueError):
         encode(Frame(FrameType.LOG, 0, 0x10000))
     with pytest.raises(ValueError):
-        encode(Frame(9, 0, 1))  # type: ignore[arg-type]
+        encode(Frame(10, 0, 1))  # type: ignore[arg-type]
 
 
 def test_chunk_tensor():
@@ -131,9 +132,11 @@ def test_payload_round_trips():
     assert unpack_ack(pack_ack(Ack(0x1234, 3))) == Ack(0x1234, 3)
     stats = Stats(inferences=2, cycles=(5 << 32) + 7, rx_frames=9, rx_bad_frames=1,
                   rx_skipped_bytes=33, tx_frames=12, run_status=-5, accel_calls=4,
-                  accel_macs=(1 << 40) + 3)
+                  accel_macs=(1 << 40) + 3, rx_duplicates=5, rx_gaps=6, rx_dropped=7,
+                  ready_sent=8, ready_received=9, credit_stalls=10)
     raw = pack_stats(stats)
-    assert struct.unpack_from("<HH", raw) == (11, 0)
+    assert struct.unpack_from("<HH", raw) == (17, 0)
+    assert struct.unpack_from("<6I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10)
     assert unpack_stats(raw) == stats
     err = ErrorInfo(-22, "bad chunk — ü")
     assert unpack_error(pack_error(err)) == err
@@ -148,3 +151,36 @@ def test_stats_from_an_older_or_newer_pe():
         unpack_stats(struct.pack("<HH", 2, 0) + b"\0\0\0\0")
     with pytest.raises(ValueError):
         unpack_pong(b"\x01\x00")
+
+
+def test_ready_frames():
+    assert FrameType.READY == 9
+    assert pack_ready(0x0102) == b"\x02\x01"
+    assert unpack_ready(pack_ready(7)) == 7
+    with pytest.raises(ValueError):
+        unpack_ready(b"\x01")
+    names = {c["name"]: c for c in VECTORS["decode"]}
+    assert [f["type"] for f in names["ready_between_tensors"]["frames"]] == [1, 9, 1]
+    assert names["bad_type10_then_good"]["bad_frames"] == 1
+
+
+@pytest.mark.parametrize("case", VECTORS["pe_config"], ids=lambda c: f"pe{c['pe_id']}")
+def test_pe_config_vectors(case):
+    cfg = PeConfig(case["pe_id"], case["role"], tuple(tuple(r) for r in case["routes"]),
+                   case["flags"])
+    raw = pack_pe_config(cfg)
+    assert raw.hex() == case["hex"] and len(raw) == 128
+    assert unpack_pe_config(raw) == cfg
+
+
+def test_pe_config_layout_by_hand():
+    raw = pack_pe_config(PeConfig(5, 1, ((1, 2, 0x0304, 0x0506), (2, 0, 0xFFFF, 1)), flags=1))
+    assert struct.unpack_from("<IHHBBHI", raw) == (PE_CONFIG_MAGIC, 1, 5, 1, 2, 0, 1)
+    assert raw[16:28] == bytes([1, 2, 4, 3, 6, 5, 2, 0, 0xFF, 0xFF, 1, 0])
+    assert raw[28:] == bytes(100)
+    with pytest.raises(ValueError, match="at most 18"):
+        pack_pe_config(PeConfig(0, 1, ((1, 0, 1, 0),) * 19))
+    with pytest.raises(ValueError):
+        pack_pe_config(PeConfig(0, 1, ((1, 256, 1, 0),)))
+    with pytest.raises(ValueError):
+        unpack_pe_config(raw[:-1])

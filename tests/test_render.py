@@ -12,7 +12,8 @@ import pytest
 
 from generator.errors import UsageError
 from generator.render import GENERATED, render_pe_app
-from generator.spec import AppSpec, TensorSpec
+from generator.messaging import HOST_ID, PeConfig, pack_pe_config
+from generator.spec import AppSpec, Route, TensorSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNTIME = Path(__file__).resolve().parent.parent / "zephyr_app"
@@ -128,6 +129,13 @@ def test_other_board_has_no_board_conf(tmp_path):
     (dict(role="router"), "role"),
     (dict(model_dir="/abs/model"), "relative"),
     (dict(inputs=()), "no inputs"),
+    (dict(role="stage", routes=(Route(1, 0, 5, 0),) * 19), "at most 18"),
+    (dict(role="stage", routes=(Route(3, 0, 5, 0),)), "unknown kind"),
+    (dict(role="stage", routes=(Route(Route.OUTPUT, 2, 5, 0),)), "output 2"),
+    (dict(role="stage", routes=(Route(Route.SOURCE, 0, 5, 0), Route(Route.SOURCE, 0, 6, 0))),
+     "more than one SOURCE"),
+    (dict(role="stage", routes=(Route(Route.OUTPUT, 0, 3, 0),)), "itself"),
+    (dict(role="stage", routes=(Route(Route.OUTPUT, 0, 0x10000, 0),)), "16-bit"),
     (dict(inputs=(TensorSpec("a.1", (1,), "int8"), TensorSpec("a_1", (1,), "int8"))), "collide"),
 ])
 def test_bad_specs_are_usage_errors(tmp_path, bad, words):
@@ -135,3 +143,50 @@ def test_bad_specs_are_usage_errors(tmp_path, bad, words):
         render_pe_app(spec(**bad), tmp_path)
     assert exc.value.hint
     assert not (tmp_path / "CMakeLists.txt").exists()
+
+
+STAGE_ROUTES = (Route(Route.OUTPUT, 0, 5, 0), Route(Route.OUTPUT, 0, 6, 1),
+                Route(Route.OUTPUT, 1, HOST_ID, 1), Route(Route.SOURCE, 0, HOST_ID, 0),
+                Route(Route.SOURCE, 1, 0x0102, 0x0304))
+
+
+def test_stage_config_routes(tmp_path):
+    s = spec(role="stage", routes=STAGE_ROUTES, flags=1)
+    render_pe_app(s, tmp_path)
+    cfg = (tmp_path / "src/pe_config.c").read_text()
+    assert ".role = 1u, /* stage */" in cfg and ".n_routes = 5u," in cfg
+    assert ".flags = 0x00000001u," in cfg
+    assert "0x01, 0x00, 0x06, 0x00, 0x01, 0x00, /* OUTPUT: output 0 -> PE 6 input 1 */" in cfg
+    assert "0x02, 0x01, 0x02, 0x01, 0x04, 0x03, /* SOURCE: input 1 <- PE 258 output 772 */" in cfg
+    # the bytes in the C file are exactly Python's config block
+    values = [int(v, 16) for v in __import__("re").findall(r"0x([0-9a-f]{2}),", cfg)]
+    raw = pack_pe_config(PeConfig(3, 1, tuple((r.kind, r.a, r.pe, r.b) for r in STAGE_ROUTES), 1))
+    assert bytes(values) == raw[16:16 + 6 * 5]
+    data = json.loads((tmp_path / "pemesh_app.json").read_text())
+    data.pop("_comment")
+    assert AppSpec.from_json(data) == s
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_stage_config_is_the_python_block(tmp_path):
+    """Compile the generated pe_config.c and compare its 128 bytes with pack_pe_config."""
+    routes = tuple(Route(Route.OUTPUT, i % 2, 10 + i, i) for i in range(16)) + STAGE_ROUTES[3:]
+    s = spec(role="stage", routes=routes, flags=0x80000001)
+    assert len(routes) == 18
+    render_pe_app(s, tmp_path / "app")
+    dump = tmp_path / "dump.c"
+    dump.write_text('#include <stdio.h>\n#include <pemesh/config.h>\nint main(void) {\n'
+                    '\tconst unsigned char *p = (const unsigned char *)&pemesh_pe_config;\n'
+                    '\tfor (unsigned i = 0; i < sizeof(pemesh_pe_config); i++)\n'
+                    '\t\tprintf("%02x", p[i]);\n\treturn pemesh_config_check('
+                    '&pemesh_pe_config, NULL) != 0;\n}\n')
+    exe = tmp_path / "dump"
+    proc = subprocess.run(
+        ["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME / 'include'}",
+         str(tmp_path / "app/src/pe_config.c"), str(RUNTIME / "src/config.c"), str(dump),
+         "-o", str(exe)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0
+    routes = tuple((r.kind, r.a, r.pe, r.b) for r in s.routes)
+    assert bytes.fromhex(out.stdout) == pack_pe_config(PeConfig(3, 1, routes, 0x80000001))

@@ -11,7 +11,7 @@
 
 static int pemesh_type_valid(uint8_t type)
 {
-	return type >= PEMESH_FRAME_TENSOR && type <= PEMESH_FRAME_ACK;
+	return type >= PEMESH_FRAME_TENSOR && type <= PEMESH_FRAME_TYPE_MAX;
 }
 
 int pemesh_frame_encode(const struct pemesh_frame *f, uint8_t *out, size_t cap)

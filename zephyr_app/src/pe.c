@@ -1,8 +1,10 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The PE main loop: serve the host link (docs/CONTRACTS.md §1, "One inference on the host
- * link"). All mutable state sits in one struct pemesh_pe.
+ * The PE main loop. Role SINGLE serves the host link (docs/CONTRACTS.md §1, "One inference
+ * on the host link"); role STAGE is a pipeline stage of a mesh (docs/CONTRACTS.md §6): seq
+ * order per source, OUTPUT routes with READY credits, READY back to every input's source.
+ * All mutable state sits in one struct pemesh_pe.
  */
 #include <errno.h>
 #include <string.h>
@@ -16,6 +18,9 @@
 /* PONG must fit one payload: 6 u16 + a u32 size per input and per output. */
 _Static_assert(12u + 8u * PEMESH_MAX_TENSORS <= CONFIG_PEMESH_MAX_PAYLOAD,
 	       "PONG does not fit CONFIG_PEMESH_MAX_PAYLOAD: lower CONFIG_PEMESH_MAX_TENSORS");
+_Static_assert(4u + 4u * PEMESH_STAT_COUNT <= CONFIG_PEMESH_MAX_PAYLOAD,
+	       "STATS does not fit CONFIG_PEMESH_MAX_PAYLOAD");
+_Static_assert(PEMESH_MAX_TENSORS <= 255, "route entries index tensors with a u8");
 
 /** The PE context of pemesh_pe_main() (the runtime's only mutable global). */
 static struct pemesh_pe pemesh_pe_ctx;
@@ -33,26 +38,72 @@ static uint16_t pemesh_nchunks(uint32_t size)
 	return (uint16_t)(n == 0u ? 1u : n);
 }
 
-static void pemesh_pe_send(struct pemesh_pe *pe, uint8_t type, uint16_t dst, uint16_t stream,
-			   uint16_t chunk, uint16_t nchunks, const uint8_t *payload, uint16_t len)
+static int pemesh_pe_is_stage(const struct pemesh_pe *pe)
 {
-	struct pemesh_frame f = {
-		.type = type, .src = pe->pe_id, .dst = dst, .stream = stream,
-		.seq = pe->tx_seq, .chunk = chunk, .nchunks = nchunks, .len = len,
-		.payload = payload,
-	};
-	int n = pemesh_frame_encode(&f, pe->tx, sizeof(pe->tx));
+	return pe->role == PEMESH_ROLE_STAGE;
+}
+
+/* The link a frame for dst leaves on: SINGLE always the host link; STAGE host → 0, PE → 1. */
+static uint8_t pemesh_pe_link_for(const struct pemesh_pe *pe, uint16_t dst)
+{
+	return (pemesh_pe_is_stage(pe) && dst != PEMESH_HOST_ID) ? PEMESH_LINK_MESH
+								  : PEMESH_LINK_HOST;
+}
+
+static void pemesh_pe_write(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
+{
+	int n = pemesh_frame_encode(f, pe->tx, sizeof(pe->tx));
 
 	if (n < 0) {
 		return; /* cannot happen for the frames built here */
 	}
-	pe->tx_seq++;
-	if (pemesh_link_write(PEMESH_LINK_HOST, pe->tx, (size_t)n) == 0) {
+	if (pemesh_link_write(link, pe->tx, (size_t)n) == 0) {
 		pe->tx_frames++;
 	}
 }
 
-static void pemesh_pe_error(struct pemesh_pe *pe, uint16_t dst, int32_t code, const char *msg)
+/* One single-chunk frame with the PE's own seq counter (every frame in SINGLE, every
+ * non-TENSOR frame in STAGE). */
+static void pemesh_pe_send(struct pemesh_pe *pe, uint8_t link, uint8_t type, uint16_t dst,
+			   uint16_t stream, const uint8_t *payload, uint16_t len)
+{
+	struct pemesh_frame f = {
+		.type = type, .src = pe->pe_id, .dst = dst, .stream = stream,
+		.seq = pe->tx_seq++, .chunk = 0u, .nchunks = 1u, .len = len, .payload = payload,
+	};
+
+	pemesh_pe_write(pe, link, &f);
+}
+
+/* Every chunk of output `out` to dst as input `stream`; seq numbers from *seq. */
+static void pemesh_pe_send_tensor(struct pemesh_pe *pe, uint8_t link, uint16_t dst,
+				  uint16_t stream, uint16_t out, uint16_t *seq)
+{
+	const uint8_t *data = pemesh_model.outputs[out].data;
+	uint32_t size = pemesh_model.outputs[out].size;
+	uint16_t nch = pemesh_nchunks(size);
+
+	for (uint16_t c = 0; c < nch; c++) {
+		uint32_t off = (uint32_t)c * PEMESH_MAX_PAYLOAD;
+		uint32_t len = size - off;
+		struct pemesh_frame f = {
+			.type = PEMESH_FRAME_TENSOR, .src = pe->pe_id, .dst = dst,
+			.stream = stream, .seq = (*seq)++, .chunk = c, .nchunks = nch,
+			.payload = data + off,
+		};
+
+		if (size == 0u) {
+			len = 0u;
+		} else if (len > PEMESH_MAX_PAYLOAD) {
+			len = PEMESH_MAX_PAYLOAD;
+		}
+		f.len = (uint16_t)len;
+		pemesh_pe_write(pe, link, &f);
+	}
+}
+
+static void pemesh_pe_error(struct pemesh_pe *pe, uint8_t link, uint16_t dst, int32_t code,
+			    const char *msg)
 {
 	size_t n = strlen(msg);
 
@@ -61,7 +112,7 @@ static void pemesh_pe_error(struct pemesh_pe *pe, uint16_t dst, int32_t code, co
 	}
 	pemesh_put_le32(pe->payload, (uint32_t)code);
 	memcpy(&pe->payload[4], msg, n);
-	pemesh_pe_send(pe, PEMESH_FRAME_ERROR, dst, 0u, 0u, 1u, pe->payload, (uint16_t)(4u + n));
+	pemesh_pe_send(pe, link, PEMESH_FRAME_ERROR, dst, 0u, pe->payload, (uint16_t)(4u + n));
 }
 
 static void pemesh_pe_reset_inputs(struct pemesh_pe *pe)
@@ -71,23 +122,74 @@ static void pemesh_pe_reset_inputs(struct pemesh_pe *pe)
 	}
 }
 
+/* The sequence state kept for a peer; created on first use when `create` (NULL when full). */
+static struct pemesh_pe_peer *pemesh_pe_peer(struct pemesh_pe *pe, uint16_t id, int create)
+{
+	struct pemesh_pe_peer *free_slot = NULL;
+
+	for (uint16_t i = 0; i < PEMESH_MAX_PEERS; i++) {
+		struct pemesh_pe_peer *p = &pe->peers[i];
+
+		if (p->used != 0u && p->id == id) {
+			return p;
+		}
+		if (p->used == 0u && free_slot == NULL) {
+			free_slot = p;
+		}
+	}
+	if (create && free_slot != NULL) {
+		free_slot->used = 1u;
+		free_slot->id = id;
+		free_slot->rx_expect = 0u;
+		free_slot->tx_seq = 0u;
+		return free_slot;
+	}
+	return NULL;
+}
+
+/* Read and check the routes of a STAGE PE; every route's PE gets a peer slot. */
+static int pemesh_pe_init_routes(struct pemesh_pe *pe, const volatile struct pemesh_pe_config *cfg)
+{
+	pe->n_routes = cfg->n_routes;
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+
+		(void)pemesh_config_route(cfg, i, &rt->r);
+		if ((rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.a >= pemesh_model.n_outputs) ||
+		    (rt->r.kind == PEMESH_ROUTE_SOURCE && rt->r.a >= pemesh_model.n_inputs)) {
+			pe->init_error = "a route names a tensor the model does not have";
+			return -EINVAL;
+		}
+		rt->credits = 1u;
+		rt->pending = 0u;
+		(void)pemesh_pe_peer(pe, rt->r.pe, 1);
+	}
+	(void)pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
+	return 0;
+}
+
 int pemesh_pe_init(struct pemesh_pe *pe)
 {
 	const volatile struct pemesh_pe_config *cfg = &pemesh_pe_config;
+	const char *why = NULL;
 
 	memset(pe, 0, sizeof(*pe));
-	pemesh_decoder_init(&pe->rx);
+	for (uint8_t l = 0; l < PEMESH_PE_RX_LINKS; l++) {
+		pemesh_decoder_init(&pe->rx[l]);
+	}
 	/* read through volatile: the block is stamped per PE after linking */
 	pe->pe_id = cfg->pe_id;
 	pe->rx_window = (uint16_t)(PEMESH_RX_BUFFER_SIZE / PEMESH_MAX_FRAME);
 	if (pe->rx_window == 0u) {
 		pe->rx_window = 1u;
 	}
-	if (cfg->magic != PEMESH_PE_CONFIG_MAGIC || cfg->version != PEMESH_PE_CONFIG_VERSION) {
+	if (pemesh_config_check(cfg, &why) != 0) {
 		pe->init_status = -EINVAL;
-		pe->init_error = "bad pemesh_pe_config block (magic/version)";
+		pe->init_error = why;
 		return pe->init_status;
 	}
+	pe->role = cfg->role;
+	pe->flags = cfg->flags;
 	if (pemesh_model.n_inputs > PEMESH_MAX_TENSORS ||
 	    pemesh_model.n_outputs > PEMESH_MAX_TENSORS) {
 		pe->init_status = -EINVAL;
@@ -97,10 +199,13 @@ int pemesh_pe_init(struct pemesh_pe *pe)
 	for (uint16_t i = 0; i < pemesh_model.n_inputs; i++) {
 		pe->in[i].nchunks = pemesh_nchunks(pemesh_model.inputs[i].size);
 	}
-	return 0;
+	if (pemesh_pe_is_stage(pe)) {
+		pe->init_status = pemesh_pe_init_routes(pe, cfg);
+	}
+	return pe->init_status;
 }
 
-static void pemesh_pe_pong(struct pemesh_pe *pe, uint16_t dst)
+static void pemesh_pe_pong(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 {
 	const struct pemesh_model *m = &pemesh_model;
 	uint8_t *p = pe->payload;
@@ -120,69 +225,160 @@ static void pemesh_pe_pong(struct pemesh_pe *pe, uint16_t dst)
 	for (uint16_t i = 0; i < no; i++, p += 4) {
 		pemesh_put_le32(p, m->outputs[i].size);
 	}
-	pemesh_pe_send(pe, PEMESH_FRAME_PONG, dst, 0u, 0u, 1u, pe->payload,
+	pemesh_pe_send(pe, link, PEMESH_FRAME_PONG, dst, 0u, pe->payload,
 		       (uint16_t)(p - pe->payload));
 }
 
-static void pemesh_pe_stats(struct pemesh_pe *pe, uint16_t dst)
+static void pemesh_pe_stats(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 {
 	uint32_t v[PEMESH_STAT_COUNT];
 	uint32_t accel_calls;
 	uint64_t accel_macs;
 
+	memset(v, 0, sizeof(v));
 	pemesh_pe_accel_counters(&accel_calls, &accel_macs);
+	for (uint8_t l = 0; l < PEMESH_PE_RX_LINKS; l++) {
+		v[PEMESH_STAT_RX_FRAMES] += pe->rx[l].rx_frames;
+		v[PEMESH_STAT_RX_BAD_FRAMES] += pe->rx[l].bad_frames;
+		v[PEMESH_STAT_RX_SKIPPED_BYTES] += pe->rx[l].skipped_bytes;
+	}
 	v[PEMESH_STAT_INFERENCES] = pe->inferences;
 	v[PEMESH_STAT_CYCLES_LO] = (uint32_t)pe->last_cycles;
 	v[PEMESH_STAT_CYCLES_HI] = (uint32_t)(pe->last_cycles >> 32);
-	v[PEMESH_STAT_RX_FRAMES] = pe->rx.rx_frames;
-	v[PEMESH_STAT_RX_BAD_FRAMES] = pe->rx.bad_frames;
-	v[PEMESH_STAT_RX_SKIPPED_BYTES] = pe->rx.skipped_bytes;
 	v[PEMESH_STAT_TX_FRAMES] = pe->tx_frames;
 	v[PEMESH_STAT_RUN_STATUS] = (uint32_t)pe->run_status;
 	v[PEMESH_STAT_ACCEL_CALLS] = accel_calls;
 	v[PEMESH_STAT_ACCEL_MACS_LO] = (uint32_t)accel_macs;
 	v[PEMESH_STAT_ACCEL_MACS_HI] = (uint32_t)(accel_macs >> 32);
+	v[PEMESH_STAT_RX_DUPLICATES] = pe->rx_duplicates;
+	v[PEMESH_STAT_RX_GAPS] = pe->rx_gaps;
+	v[PEMESH_STAT_RX_DROPPED] = pe->dropped_frames;
+	v[PEMESH_STAT_READY_SENT] = pe->ready_sent;
+	v[PEMESH_STAT_READY_RECEIVED] = pe->ready_received;
+	v[PEMESH_STAT_CREDIT_STALLS] = pe->credit_stalls;
 
 	pemesh_put_le16(&pe->payload[0], PEMESH_STAT_COUNT);
 	pemesh_put_le16(&pe->payload[2], 0u);
 	for (uint16_t i = 0; i < PEMESH_STAT_COUNT; i++) {
 		pemesh_put_le32(&pe->payload[4u + 4u * i], v[i]);
 	}
-	pemesh_pe_send(pe, PEMESH_FRAME_STATS, dst, 0u, 0u, 1u, pe->payload,
+	pemesh_pe_send(pe, link, PEMESH_FRAME_STATS, dst, 0u, pe->payload,
 		       (uint16_t)(4u + 4u * PEMESH_STAT_COUNT));
 }
 
-static void pemesh_pe_infer(struct pemesh_pe *pe, uint16_t dst)
+/* Run the model on the complete inputs; 0 or the model's status (inputs are reset). */
+static int32_t pemesh_pe_run_model(struct pemesh_pe *pe)
 {
-	const struct pemesh_model *m = &pemesh_model;
 	uint64_t t0 = pemesh_cycles();
-	int32_t status = m->run();
+	int32_t status = pemesh_model.run();
 
 	pe->last_cycles = pemesh_cycles() - t0;
 	pe->run_status = status;
 	pemesh_pe_reset_inputs(pe);
+	if (status == 0) {
+		pe->inferences++;
+	}
+	return status;
+}
+
+/* Role SINGLE: run, then every output and one STATS frame to the sender of the last input. */
+static void pemesh_pe_infer_single(struct pemesh_pe *pe, uint16_t dst)
+{
+	int32_t status = pemesh_pe_run_model(pe);
+
 	if (status != 0) {
-		pemesh_pe_error(pe, dst, status, "model run failed");
+		pemesh_pe_error(pe, PEMESH_LINK_HOST, dst, status, "model run failed");
 		return;
 	}
-	pe->inferences++;
-	for (uint16_t o = 0; o < m->n_outputs; o++) {
-		const uint8_t *data = m->outputs[o].data;
-		uint32_t size = m->outputs[o].size;
-		uint16_t nch = pemesh_nchunks(size);
+	for (uint16_t o = 0; o < pemesh_model.n_outputs; o++) {
+		pemesh_pe_send_tensor(pe, PEMESH_LINK_HOST, dst, o, o, &pe->tx_seq);
+	}
+	pemesh_pe_stats(pe, PEMESH_LINK_HOST, dst);
+}
 
-		for (uint16_t c = 0; c < nch; c++) {
-			uint32_t off = (uint32_t)c * PEMESH_MAX_PAYLOAD;
-			uint32_t len = size - off;
+/* Role STAGE: send every pending output whose route holds a credit (routes to the host need
+ * none: the host reads everything). Returns 1 if a tensor went to the host. */
+static int pemesh_pe_flush(struct pemesh_pe *pe)
+{
+	int to_host = 0;
 
-			if (len > PEMESH_MAX_PAYLOAD) {
-				len = PEMESH_MAX_PAYLOAD;
-			}
-			pemesh_pe_send(pe, PEMESH_FRAME_TENSOR, dst, o, c, nch, data + off,
-				       (uint16_t)len);
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+		struct pemesh_pe_peer *peer;
+
+		if (rt->pending == 0u || (rt->r.pe != PEMESH_HOST_ID && rt->credits == 0u)) {
+			continue;
+		}
+		peer = pemesh_pe_peer(pe, rt->r.pe, 1); /* made at init: never NULL */
+		if (peer == NULL) {
+			continue;
+		}
+		pemesh_pe_send_tensor(pe, pemesh_pe_link_for(pe, rt->r.pe), rt->r.pe, rt->r.b,
+				      rt->r.a, &peer->tx_seq);
+		rt->pending = 0u;
+		if (rt->r.pe == PEMESH_HOST_ID) {
+			to_host = 1;
+		} else {
+			rt->credits--;
 		}
 	}
-	pemesh_pe_stats(pe, dst);
+	return to_host;
+}
+
+static int pemesh_pe_outputs_busy(const struct pemesh_pe *pe)
+{
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		if (pe->routes[i].pending != 0u) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Role STAGE: run, READY to every input's source, then the outputs by their routes. */
+static void pemesh_pe_infer_stage(struct pemesh_pe *pe)
+{
+	struct pemesh_pe_peer *host = pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
+	int32_t status = pemesh_pe_run_model(pe);
+	int to_host = 0;
+
+	/* the inputs are consumed (even by a failed run): their producers may refill them */
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		const struct pemesh_route *r = &pe->routes[i].r;
+		uint8_t ready[2];
+
+		if (r->kind != PEMESH_ROUTE_SOURCE) {
+			continue;
+		}
+		pemesh_put_le16(ready, r->a);
+		pemesh_pe_send(pe, pemesh_pe_link_for(pe, r->pe), PEMESH_FRAME_READY, r->pe, r->a,
+			       ready, sizeof(ready));
+		pe->ready_sent++;
+	}
+	if (status != 0) {
+		pemesh_pe_error(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, status, "model run failed");
+		return;
+	}
+	for (uint16_t o = 0; o < pemesh_model.n_outputs; o++) {
+		int routed = 0;
+
+		for (uint8_t i = 0; i < pe->n_routes; i++) {
+			struct pemesh_pe_route *rt = &pe->routes[i];
+
+			if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.a == o) {
+				rt->pending = 1u;
+				routed = 1;
+			}
+		}
+		if (!routed && (pe->flags & PEMESH_FLAG_HOST_OUTPUTS) != 0u && host != NULL) {
+			pemesh_pe_send_tensor(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, o, o,
+					      &host->tx_seq);
+			to_host = 1;
+		}
+	}
+	if (pemesh_pe_flush(pe) || to_host) {
+		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
+	}
 }
 
 /* Validate and store one TENSOR chunk; returns 0 or -errno with *msg set. */
@@ -242,25 +438,138 @@ static int pemesh_pe_inputs_complete(const struct pemesh_pe *pe)
 	return 1;
 }
 
-static void pemesh_pe_tensor(struct pemesh_pe *pe, const struct pemesh_frame *f)
+static void pemesh_pe_ack(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
+{
+	uint8_t ack[4];
+
+	pemesh_put_le16(&ack[0], f->seq);
+	pemesh_put_le16(&ack[2], pe->rx_window);
+	pemesh_pe_send(pe, link, PEMESH_FRAME_ACK, f->src, f->stream, ack, sizeof(ack));
+}
+
+/* Store (or reject with ERROR) one TENSOR frame and ACK it on the link it came from. */
+static int32_t pemesh_pe_consume(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
 {
 	const char *msg = "";
 	int32_t err = pemesh_pe_store(pe, f, &msg);
-	uint8_t ack[4];
 
 	if (err != 0) {
-		pemesh_pe_error(pe, f->src, err, msg);
+		pemesh_pe_error(pe, link, f->src, err, msg);
 	}
-	/* every TENSOR frame is acknowledged once consumed (accepted or not) */
-	pemesh_put_le16(&ack[0], f->seq);
-	pemesh_put_le16(&ack[2], pe->rx_window);
-	pemesh_pe_send(pe, PEMESH_FRAME_ACK, f->src, f->stream, 0u, 1u, ack, sizeof(ack));
-	if (err == 0 && pemesh_pe_inputs_complete(pe)) {
-		pemesh_pe_infer(pe, f->src);
+	/* every consumed TENSOR frame is acknowledged (accepted or not) */
+	pemesh_pe_ack(pe, link, f);
+	return err;
+}
+
+/* Role STAGE: run while the inputs are complete and the outputs are free. */
+static void pemesh_pe_try_run(struct pemesh_pe *pe)
+{
+	if (pe->init_status != 0 || !pemesh_pe_inputs_complete(pe)) {
+		return;
+	}
+	if (pemesh_pe_outputs_busy(pe)) {
+		if (!pe->stalled) {
+			pe->stalled = 1u;
+			pe->credit_stalls++;
+		}
+		return;
+	}
+	pe->stalled = 0u;
+	pemesh_pe_infer_stage(pe);
+}
+
+/* Role STAGE: accept TENSOR frames from each source only in seq order. */
+static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
+				   const struct pemesh_frame *f)
+{
+	struct pemesh_pe_peer *peer = pemesh_pe_peer(pe, f->src, 1);
+	uint16_t ahead;
+
+	if (peer == NULL) {
+		pe->dropped_frames++; /* more sources than PEMESH_MAX_PEERS */
+		return;
+	}
+	ahead = (uint16_t)(f->seq - peer->rx_expect);
+	if (ahead >= 0x8000u) {
+		pe->rx_duplicates++; /* seen before: its ACK may have been lost */
+		pemesh_pe_ack(pe, link, f);
+		return;
+	}
+	if (ahead != 0u) {
+		pe->rx_gaps++; /* an earlier frame is missing: the writer resends from there */
+		return;
+	}
+	peer->rx_expect++;
+	(void)pemesh_pe_consume(pe, link, f);
+	pemesh_pe_try_run(pe);
+}
+
+/* Role STAGE: a READY gives the credit back to the OUTPUT routes it names. */
+static void pemesh_pe_ready(struct pemesh_pe *pe, const struct pemesh_frame *f)
+{
+	uint16_t stream;
+	int matched = 0;
+
+	if (f->len < 2u) {
+		pe->dropped_frames++;
+		return;
+	}
+	stream = pemesh_get_le16(f->payload);
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+
+		if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.pe == f->src && rt->r.b == stream) {
+			rt->credits = 1u; /* one buffer per input: never more than one credit */
+			matched = 1;
+		}
+	}
+	if (!matched) {
+		pe->dropped_frames++;
+		return;
+	}
+	pe->ready_received++;
+	if (pemesh_pe_flush(pe)) {
+		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
+	}
+	pemesh_pe_try_run(pe);
+}
+
+static void pemesh_pe_frame_stage(struct pemesh_pe *pe, uint8_t link,
+				  const struct pemesh_frame *f)
+{
+	struct pemesh_pe_peer *peer;
+
+	if (f->dst != pe->pe_id &&
+	    !(f->dst == PEMESH_HOST_ID && (f->type == PEMESH_FRAME_PING ||
+					   f->type == PEMESH_FRAME_STATS))) {
+		pe->dropped_frames++; /* the fabric routes; frames for others are not ours */
+		return;
+	}
+	switch (f->type) {
+	case PEMESH_FRAME_TENSOR:
+		pemesh_pe_stage_tensor(pe, link, f);
+		break;
+	case PEMESH_FRAME_READY:
+		pemesh_pe_ready(pe, f);
+		break;
+	case PEMESH_FRAME_PING:
+		/* a new session of that sender: its TENSOR seq starts again at 0 */
+		peer = pemesh_pe_peer(pe, f->src, 1);
+		if (peer != NULL) {
+			peer->rx_expect = 0u;
+		}
+		pemesh_pe_pong(pe, link, f->src);
+		break;
+	case PEMESH_FRAME_STATS:
+		pemesh_pe_stats(pe, link, f->src);
+		break;
+	default:
+		pe->dropped_frames++;
+		break;
 	}
 }
 
-static void pemesh_pe_frame(struct pemesh_pe *pe, const struct pemesh_frame *f)
+static void pemesh_pe_frame_single(struct pemesh_pe *pe, const struct pemesh_frame *f)
 {
 	/* on the host link a PE answers frames for its id or for 0xFFFF ("whoever is there") */
 	if (f->dst != pe->pe_id && f->dst != PEMESH_HOST_ID) {
@@ -270,34 +579,55 @@ static void pemesh_pe_frame(struct pemesh_pe *pe, const struct pemesh_frame *f)
 	switch (f->type) {
 	case PEMESH_FRAME_PING:
 		pemesh_pe_reset_inputs(pe);
-		pemesh_pe_pong(pe, f->src);
+		pemesh_pe_pong(pe, PEMESH_LINK_HOST, f->src);
 		break;
 	case PEMESH_FRAME_TENSOR:
-		pemesh_pe_tensor(pe, f);
+		if (pemesh_pe_consume(pe, PEMESH_LINK_HOST, f) == 0 &&
+		    pemesh_pe_inputs_complete(pe)) {
+			pemesh_pe_infer_single(pe, f->src);
+		}
+		break;
+	case PEMESH_FRAME_STATS:
+		pemesh_pe_stats(pe, PEMESH_LINK_HOST, f->src);
 		break;
 	case PEMESH_FRAME_CONFIG:
-		pemesh_pe_error(pe, f->src, -ENOTSUP, "CONFIG frames are not supported yet");
+		pemesh_pe_error(pe, PEMESH_LINK_HOST, f->src, -ENOTSUP,
+				"CONFIG frames are not supported yet");
 		break;
 	default:
-		/* ACK/LOG/PONG/STATS/ERROR from the host need no answer */
+		/* ACK/LOG/PONG/ERROR/READY from the host need no answer */
 		pe->dropped_frames++;
 		break;
 	}
 }
 
-void pemesh_pe_feed(struct pemesh_pe *pe, const uint8_t *data, size_t len)
+void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data, size_t len)
 {
+	struct pemesh_decoder *rx;
 	struct pemesh_frame f;
 
+	if (link >= PEMESH_PE_RX_LINKS) {
+		return;
+	}
+	rx = &pe->rx[link];
 	while (len > 0u) {
-		size_t taken = pemesh_decoder_write(&pe->rx, data, len);
+		size_t taken = pemesh_decoder_write(rx, data, len);
 
 		data += taken;
 		len -= taken;
-		while (pemesh_decoder_poll(&pe->rx, &f) > 0) {
-			pemesh_pe_frame(pe, &f);
+		while (pemesh_decoder_poll(rx, &f) > 0) {
+			if (pemesh_pe_is_stage(pe)) {
+				pemesh_pe_frame_stage(pe, link, &f);
+			} else {
+				pemesh_pe_frame_single(pe, &f);
+			}
 		}
 	}
+}
+
+void pemesh_pe_feed(struct pemesh_pe *pe, const uint8_t *data, size_t len)
+{
+	pemesh_pe_feed_link(pe, PEMESH_LINK_HOST, data, len);
 }
 
 int pemesh_pe_main(void)
@@ -311,12 +641,19 @@ int pemesh_pe_main(void)
 	/* a failed init is reported to the host (PONG without tensors, ERROR on TENSOR) */
 	(void)pemesh_pe_init(pe);
 	for (;;) {
-		size_t n = pemesh_link_read(PEMESH_LINK_HOST, pe->rx_chunk, sizeof(pe->rx_chunk));
+		uint8_t links = pemesh_pe_is_stage(pe) ? PEMESH_PE_RX_LINKS : 1u;
+		size_t total = 0u;
 
-		if (n == 0u) {
-			pemesh_port_idle();
-			continue;
+		for (uint8_t l = 0; l < links; l++) {
+			size_t n = pemesh_link_read(l, pe->rx_chunk, sizeof(pe->rx_chunk));
+
+			if (n > 0u) {
+				pemesh_pe_feed_link(pe, l, pe->rx_chunk, n);
+				total += n;
+			}
 		}
-		pemesh_pe_feed(pe, pe->rx_chunk, n);
+		if (total == 0u) {
+			pemesh_port_idle();
+		}
 	}
 }

@@ -51,9 +51,35 @@
 /** Bytes reserved for routes in struct pemesh_pe_config. */
 #define PEMESH_PE_CONFIG_ROUTE_BYTES 112u
 
-/** Roles of a PE (pemesh_pe_config.role). */
+/** Roles of a PE (pemesh_pe_config.role; docs/CONTRACTS.md §6). */
 enum pemesh_role {
 	PEMESH_ROLE_SINGLE = 0, /**< the whole model on one PE, talking to the host on link 0 */
+	PEMESH_ROLE_STAGE = 1,  /**< a pipeline stage or shard of a mesh, wired by its routes */
+};
+
+/** Kinds of a route entry (struct pemesh_route.kind). */
+enum pemesh_route_kind {
+	PEMESH_ROUTE_OUTPUT = 1, /**< output `a` goes to PE `pe` (0xFFFF = host) as its input `b` */
+	PEMESH_ROUTE_SOURCE = 2, /**< input `a` comes from PE `pe` (0xFFFF = host), its output `b` */
+};
+
+/** Bytes of one route entry in pemesh_pe_config.routes: u8 kind, u8 a, u16 pe, u16 b (LE). */
+#define PEMESH_ROUTE_SIZE 6u
+/** Most route entries a pemesh_pe_config holds (112 / 6). */
+#define PEMESH_MAX_ROUTES (PEMESH_PE_CONFIG_ROUTE_BYTES / PEMESH_ROUTE_SIZE)
+
+/**
+ * pemesh_pe_config.flags bit 0: in role STAGE, outputs without an OUTPUT route go to the host
+ * on link 0 (stream = output index), as in role SINGLE.
+ */
+#define PEMESH_FLAG_HOST_OUTPUTS (1u << 0)
+
+/** One decoded route entry (see enum pemesh_route_kind). */
+struct pemesh_route {
+	uint8_t kind; /**< enum pemesh_route_kind */
+	uint8_t a;    /**< OUTPUT: this PE's output index; SOURCE: this PE's input index */
+	uint16_t pe;  /**< the other PE (0xFFFF = host) */
+	uint16_t b;   /**< OUTPUT: the other PE's input index; SOURCE: its output index */
 };
 
 /**
@@ -63,17 +89,18 @@ enum pemesh_role {
  * `.pemesh_config`. PEs of one stage share one firmware image; `pemesh build` stamps this
  * block per PE after linking, so it is fixed-size, self-contained (no pointers) and
  * little-endian. Layout (byte offsets): 0 magic, 4 version, 6 pe_id, 8 role, 9 n_routes,
- * 10 reserved, 12 flags, 16 routes[112].
+ * 10 reserved, 12 flags, 16 routes[112] (6-byte entries, see struct pemesh_route).
  */
 struct pemesh_pe_config {
 	uint32_t magic;    /**< PEMESH_PE_CONFIG_MAGIC */
 	uint16_t version;  /**< PEMESH_PE_CONFIG_VERSION */
 	uint16_t pe_id;    /**< this PE's id (0..0xFFFE; 0xFFFF is the host) */
 	uint8_t role;      /**< enum pemesh_role */
-	uint8_t n_routes;  /**< routes in use (0 for now) */
+	uint8_t n_routes;  /**< route entries in use (<= PEMESH_MAX_ROUTES) */
 	uint16_t reserved; /**< zero */
-	uint32_t flags;    /**< zero; reserved for options */
-	uint8_t routes[PEMESH_PE_CONFIG_ROUTE_BYTES]; /**< reserved room for routes, zero */
+	uint32_t flags;    /**< PEMESH_FLAG_* bits; zero where unused */
+	/** n_routes entries of PEMESH_ROUTE_SIZE bytes (read with pemesh_config_route()), then 0 */
+	uint8_t routes[PEMESH_PE_CONFIG_ROUTE_BYTES];
 };
 
 _Static_assert(sizeof(struct pemesh_pe_config) == PEMESH_PE_CONFIG_SIZE,
@@ -81,6 +108,26 @@ _Static_assert(sizeof(struct pemesh_pe_config) == PEMESH_PE_CONFIG_SIZE,
 
 /** This PE's identity block (defined by the generated src/pe_config.c). */
 extern const struct pemesh_pe_config pemesh_pe_config;
+
+/**
+ * @brief Decode route entry @p index of a config block (explicit little-endian).
+ *
+ * Takes a volatile pointer because the block is stamped per PE after linking: the compiler
+ * must read it, not fold the linked-in values.
+ *
+ * @retval 0 success, *out filled
+ * @retval -EINVAL @p index >= n_routes, or n_routes > PEMESH_MAX_ROUTES
+ */
+int pemesh_config_route(const volatile struct pemesh_pe_config *cfg, uint8_t index,
+			struct pemesh_route *out);
+
+/**
+ * @brief Check a config block: magic, version, role, n_routes and every route's kind.
+ * @param why Receives a message for a non-zero result (may be NULL).
+ * @retval 0 valid
+ * @retval -EINVAL not valid (*why says what)
+ */
+int pemesh_config_check(const volatile struct pemesh_pe_config *cfg, const char **why);
 
 /** @} */
 

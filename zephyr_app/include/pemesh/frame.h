@@ -46,7 +46,11 @@ enum pemesh_frame_type {
 	PEMESH_FRAME_LOG = 6,
 	PEMESH_FRAME_ERROR = 7,
 	PEMESH_FRAME_ACK = 8,
+	PEMESH_FRAME_READY = 9, /**< tensor credit: payload u16 stream (docs/CONTRACTS.md §6) */
 };
+
+/** The highest valid frame type. */
+#define PEMESH_FRAME_TYPE_MAX PEMESH_FRAME_READY
 
 /** Values of a STATS payload, in wire order (append only). */
 enum pemesh_stat {
@@ -61,6 +65,12 @@ enum pemesh_stat {
 	PEMESH_STAT_ACCEL_CALLS,
 	PEMESH_STAT_ACCEL_MACS_LO,
 	PEMESH_STAT_ACCEL_MACS_HI,
+	PEMESH_STAT_RX_DUPLICATES,  /**< TENSOR frames older than expected: re-ACKed, ignored */
+	PEMESH_STAT_RX_GAPS,        /**< TENSOR frames newer than expected: dropped, not ACKed */
+	PEMESH_STAT_RX_DROPPED,     /**< good frames not for this PE or not handled */
+	PEMESH_STAT_READY_SENT,     /**< READY frames sent */
+	PEMESH_STAT_READY_RECEIVED, /**< READY frames that gave a credit back */
+	PEMESH_STAT_CREDIT_STALLS,  /**< runs delayed because an output waited for a credit */
 	PEMESH_STAT_COUNT, /**< number of values */
 };
 

@@ -13,6 +13,8 @@
 
 /** Link 0 is the host link (UART0). */
 #define PEMESH_LINK_HOST 0u
+/** Link 1 is the mesh (NoC) link (UART1; under QEMU a socket to the fabric). */
+#define PEMESH_LINK_MESH 1u
 
 /**
  * @brief Bring up the links, the receive buffers and the cycle counter.
