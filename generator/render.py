@@ -14,6 +14,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import functools
+
 import jinja2
 
 from .errors import UsageError
@@ -46,7 +48,9 @@ _APP_FILES = (
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+@functools.lru_cache(maxsize=None)
 def _environment() -> jinja2.Environment:
+    """One environment per process: templates compile once (rendering 7,296 apps stays fast)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir() / "pe_app")),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
