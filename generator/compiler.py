@@ -122,7 +122,8 @@ def compile_single_pe(model: ImportedModel, out: Path, pe_kind) -> dict[str, Any
     t0 = time.perf_counter()
     inputs = make_inputs(model.inputs, seed=REFERENCE_SEED)
     ref_outputs = run_reference(model, inputs)
-    stage = compile_stage(model.mod, model.name, model.inputs, model.outputs)
+    stage = compile_stage(model.mod, model.name, model.inputs, model.outputs,
+                          accelerator=pe_kind.accelerator)
     need = stage_memory_need(stage, pe_kind)
     if not need.fits:
         raise DoesNotFitError(
@@ -164,6 +165,7 @@ def compile_single_pe(model: ImportedModel, out: Path, pe_kind) -> dict[str, Any
             "io_size": stage.io_size, "macs": stage.macs,
             "arena_lower_bound": stage.plan.lower_bound,
             "ops": [op.to_json() for op in stage.ops],
+            "offload": [d.to_json() if hasattr(d, "to_json") else str(d) for d in stage.offload],
         }],
         "pes": [{"name": "pe0", "id": 0, "coords": [0, 0], "stage": stage.name, "shard": 0,
                  "replica": 0, "app": app_rel, "host_link": True, "routes": [],
@@ -187,6 +189,18 @@ def read_manifest(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def quantize_if_qdq(model: ImportedModel, path: Path) -> ImportedModel:
+    """Fold an ONNX QDQ model's dequantize→op→quantize chains into integer ops (int8 compute);
+    other models pass unchanged. The TVM reference is then the integer graph's."""
+    if model.format != "onnx":
+        return model
+    import onnx
+
+    from .quantize import quantize_model
+
+    return quantize_model(model, onnx.load(str(path)))
+
+
 def compile_command(args) -> int:
     """CLI: ``pemesh compile MODEL -o OUT [--board B | --mesh M] ...``."""
     from .boards import load_pe_kind
@@ -199,6 +213,7 @@ def compile_command(args) -> int:
                              hint="choose another -o folder, or pass --force")
     model = load_model(Path(args.model), name=args.name,
                        input_shapes=parse_input_shapes(args.input_shape) or None)
+    model = quantize_if_qdq(model, Path(args.model))
     if args.mesh:
         from .meshcompile import compile_mesh  # the mesh path (partition + map)
         manifest = compile_mesh(model, out, args)
@@ -212,6 +227,12 @@ def compile_command(args) -> int:
         print(f"  stage {s['name']}: {len(s['ops'])} ops, weights {s['constants_size']} B, "
               f"arena {s['workspace_size']} B (lower bound {s['arena_lower_bound']} B), "
               f"io {s['io_size']} B, {s['macs']} MACs")
+        for op in s["ops"]:
+            if op.get("backend", "tvm") != "tvm":
+                print(f"    {op['relax_name']}: offloaded ({op['backend']})")
+        for d in s.get("offload", []):
+            if isinstance(d, dict) and d.get("kind") and not d.get("offloaded"):
+                print(f"    step {d['step']} ({d['func']}): on the CPU ({d['reason']})")
     return 0
 
 

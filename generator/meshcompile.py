@@ -45,6 +45,26 @@ def weight_budget(pe_kind) -> int:
     return max(1024, int(room * WEIGHT_SHARE))
 
 
+def accel_aware_facts(pm, facts, accel, budget):
+    """With an accelerator, an offloadable step costs its modeled array cycles (setup + MACs /
+    MACs per cycle) instead of CPU cycles per MAC: stages are balanced on what will run."""
+    if accel is None:
+        return facts
+    from dataclasses import replace
+
+    from .accel import accel_cycles, decide, step_qop
+
+    out = []
+    for f in facts:
+        q = step_qop(pm, f.index)
+        ok, _kind, _why = decide(q, accel)
+        if ok:
+            cycles = accel_cycles(q, accel)
+            f = replace(f, macs=int(round(cycles / budget.cycles_per_mac)))
+        out.append(f)
+    return out
+
+
 def _replicas(arg: str | int | None) -> str | int:
     if arg is None:
         return 1
@@ -70,8 +90,8 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None, replicas: str 
     pe_kind = mesh.pe_kind
     sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind))
     pm = prepare_model(sharded_mod, model.name)
-    facts = step_facts(pm)
     budget = pe_budget(pe_kind, mesh)
+    facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
     have = available_pes(mesh, max_pes)
     if replicas == "max":
         # the fewest stages that fit, then as many copies as the mesh holds
@@ -148,7 +168,8 @@ def compile_mesh(model: ImportedModel, out: Path, args) -> dict[str, Any]:
         in_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in ins]
         out_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in outs]
         st = emit_stage(pm, name, steps, ins, outs, in_specs, out_specs,
-                        include_copies=(s == len(stage_defs) - 1))
+                        include_copies=(s == len(stage_defs) - 1),
+                        accelerator=pe_kind.accelerator)
         need = stage_memory_need(st, pe_kind)
         if not need.fits:
             raise DoesNotFitError(
@@ -166,7 +187,8 @@ def compile_mesh(model: ImportedModel, out: Path, args) -> dict[str, Any]:
             "workspace_size": st.workspace_size, "constants_size": st.constants_size,
             "io_size": st.io_size, "macs": st.macs, "arena_lower_bound": st.plan.lower_bound,
             "cost_cycles": round(part.stages[s].cost), "memory": need.to_json(),
-            "ops": [op.to_json() for op in st.ops]})
+            "ops": [op.to_json() for op in st.ops],
+            "offload": [d.to_json() for d in st.offload]})
 
     placement = place(mesh, [(st.name, 1) for st in stages], replicas=n_rep, max_pes=args.max_pes)
     # who produces each tensor: a stage (output index) or the host (model input index)

@@ -32,6 +32,7 @@ class OpInfo:
     weight_bytes: int     # constants this call reads
     act_in_bytes: int
     act_out_bytes: int
+    backend: str = "tvm"  # "tvm", or "accel:<kind>" for a step offloaded to the accelerator
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -51,6 +52,7 @@ class CompiledStage:
     constants_size: int
     relax_text: str
     compile_seconds: float
+    offload: tuple = ()            # accel.OffloadDecision per step, when compiled for an accelerator
 
     @property
     def workspace_size(self) -> int:
@@ -163,10 +165,21 @@ def stage_io(pm: PreparedModel, steps: list[int], later_needs: set[int],
 
 def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids: list[int],
                output_tids: list[int], input_specs, output_specs, *, include_copies: bool = True,
-               alignment: int = 16, target: str = DEFAULT_TARGET) -> CompiledStage:
+               alignment: int = 16, target: str = DEFAULT_TARGET,
+               accelerator=None) -> CompiledStage:
     """Emit the C of one stage: the program steps ``steps`` (ascending), reading
-    ``input_tids`` and writing ``output_tids`` (with the given io TensorSpecs)."""
+    ``input_tids`` and writing ``output_tids`` (with the given io TensorSpecs).
+
+    ``accelerator`` (a ``boards.Accelerator``): int8 steps it supports call the
+    ``pemesh_accel_*`` wrappers instead of TVM code (``generator/accel.py``)."""
     from . import emit
+
+    decisions = ()
+    offloaded: set[int] = set()
+    if accelerator is not None:
+        from ..accel import plan_offload
+        decisions = tuple(plan_offload(pm, steps, accelerator))
+        offloaded = {d.step for d in decisions if d.offloaded}
 
     t0 = time.perf_counter()
     prog = pm.prog
@@ -211,12 +224,23 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
                              if prog.tensors[a].kind == "const"),
             act_in_bytes=sum(prog.tensors[a].nbytes for a in st.args
                              if prog.tensors[a].kind != "const"),
-            act_out_bytes=sum(prog.tensors[o].nbytes for o in st.outs)))
+            act_out_bytes=sum(prog.tensors[o].nbytes for o in st.outs),
+            backend=(f"accel:{next(d.kind for d in decisions if d.step == si)}"
+                     if si in offloaded else "tvm")))
     plan = plan_memory(buffers, alignment)
-    const_tids = sorted({a for si in steps for a in prog.steps[si].args
+    tvm_steps = [si for si in steps if si not in offloaded]
+    const_tids = sorted({a for si in tvm_steps for a in prog.steps[si].args
                          if prog.tensors[a].kind == "const"})
     constants_size = sum(prog.tensors[t].nbytes for t in const_tids)
-    used_funcs = sorted({pm.funcs[prog.steps[si].func].c_name for si in steps})
+    used_funcs = sorted({pm.funcs[prog.steps[si].func].c_name for si in tvm_steps})
+    accel_calls = {}
+    if offloaded:
+        from ..accel import make_call, step_qop
+        for d in decisions:
+            if d.offloaded:
+                accel_calls[d.step] = make_call(pm, d.step, step_qop(pm, d.step), d.kind,
+                                                accelerator, f"tvmgen_{stage_name}_a{d.step}")
+        constants_size += sum(c.const_bytes for c in accel_calls.values())
     ops_src = pm.prelude + "\n".join(pm.func_src[c] for c in used_funcs)
     files = {
         f"codegen/host/include/tvmgen_{stage_name}.h":
@@ -225,7 +249,8 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
         f"codegen/host/src/{stage_name}_lib0.c": ops_src,
         f"codegen/host/src/{stage_name}_lib1.c":
             emit.emit_entry(stage_name, pm.name, prog, steps, pm.funcs, plan, roles, temps_of,
-                            copies, input_specs, output_specs, const_tids),
+                            copies, input_specs, output_specs, const_tids,
+                            accel_calls=accel_calls),
         f"codegen/host/src/{stage_name}_lib2.c": emit.emit_constants(pm.name, prog, const_tids),
     }
     seconds = time.perf_counter() - t0
@@ -234,18 +259,21 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
     return CompiledStage(name=stage_name, target=target, inputs=tuple(input_specs),
                          outputs=tuple(output_specs), files=files, ops=tuple(ops), plan=plan,
                          constants_size=constants_size, relax_text=pm.relax_text,
-                         compile_seconds=seconds)
+                         compile_seconds=seconds, offload=decisions)
 
 
 def compile_stage(mod, name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                  *, alignment: int = 16, target: str = DEFAULT_TARGET) -> CompiledStage:
+                  *, alignment: int = 16, target: str = DEFAULT_TARGET,
+                  accelerator=None) -> CompiledStage:
     """Compile a Relax module whose ``main`` takes ``inputs`` and returns ``outputs`` as one
-    stage. ``name`` becomes the C prefix: ``tvmgen_<name>_run`` and ``tvmgen_<name>.h``."""
+    stage. ``name`` becomes the C prefix: ``tvmgen_<name>_run`` and ``tvmgen_<name>.h``.
+    ``accelerator``: offload supported int8 steps to it (see :func:`emit_stage`)."""
     pm = prepare_model(mod, name)
     _check_io(pm.prog, inputs, outputs, name)
     steps = list(range(len(pm.prog.steps)))
     stage = emit_stage(pm, name, steps, list(pm.prog.inputs), list(pm.prog.outputs),
-                       inputs, outputs, alignment=alignment, target=target)
+                       inputs, outputs, alignment=alignment, target=target,
+                       accelerator=accelerator)
     return stage
 
 

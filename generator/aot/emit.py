@@ -105,17 +105,24 @@ def emit_constants(model: str, prog: Program, const_tids: list[int]) -> str:
 def emit_entry(name: str, model: str, prog: Program, steps: list[int],
                funcs: dict[str, LoweredFunc], plan: MemoryPlan,
                roles: dict[int, tuple[str, int]], temps_of: dict[int, list[str]],
-               copies: list[tuple[int, int]], inputs, outputs, const_tids: list[int]) -> str:
+               copies: list[tuple[int, int]], inputs, outputs, const_tids: list[int],
+               accel_calls: dict | None = None) -> str:
     """``tvmgen_<name>_run``: each step calls its operator on io pointers, constants and arena
-    offsets from the memory plan."""
+    offsets from the memory plan. Steps in ``accel_calls`` (step → ``accel.AccelCall``) call
+    the ``pemesh_accel_*`` wrappers instead, and return their error code if it is not 0."""
+    accel_calls = accel_calls or {}
     in_names, out_names = io_names(inputs), io_names(outputs)
     lines = [GENERATED, "#include <stdint.h>", "#include <stdbool.h>", "#include <string.h>",
              f'#include "tvmgen_{name}.h"', ""]
+    if accel_calls:
+        lines[4:4] = ["#include <pemesh/accel.h>"]
+        for si in sorted(accel_calls):
+            lines.append(accel_calls[si].definitions)
     for tid in const_tids:
         t = prog.tensors[tid]
         lines.append(f"extern const {C_TYPES[t.dtype]} {const_symbol(model, t.index)}[];")
     lines.append("")
-    for fname in sorted({prog.steps[si].func for si in steps}):
+    for fname in sorted({prog.steps[si].func for si in steps if si not in accel_calls}):
         f = funcs[fname]
         params = ", ".join(f"{C_TYPES[p.dtype]}* p{i}" for i, p in enumerate(f.params))
         lines.append(f"void {f.c_name}({params});")
@@ -142,8 +149,16 @@ def emit_entry(name: str, model: str, prog: Program, steps: list[int],
             return f"outputs->{out_names[idx]}"
         return f"(ws + {plan.offset_of(f't{tid}')})"
 
+    if accel_calls:
+        lines.append("  int rc;")
     for si in steps:
         step = prog.steps[si]
+        if si in accel_calls:
+            call = accel_calls[si].call.replace("@IN@", tensor_expr(step.args[0]))
+            call = call.replace("@OUT@", tensor_expr(step.outs[0]))
+            lines.append(f"  rc = {call};")
+            lines.append("  if (rc != 0) return rc;")
+            continue
         f = funcs[step.func]
         tids = step.args + step.outs
         args = []

@@ -232,6 +232,9 @@ def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, Lowe
         func = mod[name]
         scheduled = auto_inline(func)
         macs = _count_macs(scheduled)
+        if func.attrs is not None and "pemesh.qop" in func.attrs:  # int8 qop (quantize.py)
+            from ..quantize import QOp
+            macs = QOp.from_json(str(func.attrs["pemesh.qop"])).macs
         plain, params = to_plain_c_signature(scheduled, name)
         c_name = f"{prefix}_{name}"
         new_funcs[c_name] = plain

@@ -63,6 +63,7 @@ def metadata(stage: "CompiledStage") -> dict[str, Any]:
                     "memory_plan": stage.plan.to_json(),
                     "ops": [op.to_json() for op in stage.ops],
                     "macs": stage.macs,
+                    "offload": [d.to_json() for d in stage.offload],
                 },
             }
         },
