@@ -94,6 +94,15 @@ class RunCmd(Command):
         p.add_argument("--count", type=int, default=1, help="run K inferences")
         p.add_argument("--timeout", type=float, default=60.0,
                        help="seconds to wait for a PE before declaring it unresponsive")
+        # mesh runs only (the fabric between the PEs)
+        p.add_argument("--hop-delay", type=float, default=0.0,
+                       help="mesh: seconds the fabric delays a frame per hop")
+        p.add_argument("--garbage-rate", type=float, default=0.0,
+                       help="mesh: chance per frame of garbage bytes injected into a PE's link")
+        p.add_argument("--bitflip-rate", type=float, default=0.0,
+                       help="mesh: chance per TENSOR frame of a flipped bit on a PE's link")
+        p.add_argument("--fault-seed", type=int, default=0,
+                       help="mesh: seed of the injected faults")
 
 
 class ReportCmd(Command):

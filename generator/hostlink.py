@@ -8,6 +8,12 @@ One inference: PING → PONG (sizes, window); every input as TENSOR frames in ch
 than ``rx_window`` unacknowledged (the PE ACKs each one it consumed); then the PE answers with every
 output as TENSOR frames and one STATS frame. An ERROR frame, or silence past the timeout, raises
 :class:`~generator.errors.RunError` naming the PE and what was awaited.
+
+In a mesh (CONTRACTS §6) the host is one more sender into PEs on link 0: :class:`MeshPeLink`
+keeps a TENSOR seq per destination PE (from 0; PING takes none and restarts it on the PE), at most
+``rx_window`` unacknowledged TENSOR frames, and goes back N on an ACK timeout; :func:`ping_all`
+PINGs many PEs at once. READY credits for entry inputs are honoured by the caller
+(:mod:`generator.meshrun`), which reads the READY frames :meth:`MeshPeLink.receive` returns.
 """
 
 from __future__ import annotations
@@ -79,7 +85,8 @@ class HostLink:
     def _send(self, ftype: FrameType, payload: bytes = b"", *, stream: int = 0, chunk: int = 0,
               nchunks: int = 1) -> int:
         seq = self._seq
-        self._seq = (self._seq + 1) & 0xFFFF
+        if ftype == FrameType.TENSOR:       # seq counts TENSOR frames per (host, PE) pair
+            self._seq = (self._seq + 1) & 0xFFFF
         frame = Frame(type=ftype, src=HOST_ID, dst=self.pe_id, stream=stream, seq=seq,
                       chunk=chunk, nchunks=nchunks, payload=bytes(payload))
         self.port.write(encode(frame, max(MAX_PAYLOAD, len(frame.payload))))
@@ -231,3 +238,172 @@ class HostLink:
             else:
                 result.append(np.frombuffer(blob, dtype=np.uint8).copy())
         return result
+
+
+# --- the host in a mesh (CONTRACTS §6) ------------------------------------------------------------
+
+#: READY (CONTRACTS §6); messaging.FrameType gains it with the mesh runtime
+READY = int(getattr(FrameType, "READY", 9))
+#: seconds before the host sends unacknowledged TENSOR frames again (doubled while no ACK comes)
+MESH_RTO = 0.5
+MESH_MAX_RTO = 4.0
+
+
+class MeshPeLink:
+    """The host's side of one PE's link 0 in a mesh.
+
+    The host is a sender into the PE like the fabric is on link 1: TENSOR frames carry a seq that
+    counts per (host, PE) pair from 0, at most ``window`` are unacknowledged, and when the oldest
+    has waited ``rto`` seconds every unacknowledged one is sent again in order (go-back-N). ACKs
+    are consumed here; :meth:`receive` returns every other frame from the PE.
+    """
+
+    def __init__(self, port: SerialLike, pe_id: int, *, window: int = 3, rto: float = MESH_RTO):
+        self.port = port
+        self.pe_id = pe_id
+        self.window = max(1, window)
+        self.base_rto = rto
+        self.rto = rto
+        self.decoder = FrameDecoder()
+        self.pong: PongInfo | None = None
+        self.max_payload = MAX_PAYLOAD
+        self._seq = 0
+        self._queue: deque[Frame] = deque()
+        self._inflight: list[tuple[Frame, float]] = []
+        self.retransmissions = 0
+        self.tx_bytes = 0
+        self.rx_bytes = 0
+        try:
+            self.port.timeout = 0
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover
+            pass
+
+    def fileno(self) -> int:
+        return self.port.fileno()  # type: ignore[attr-defined]
+
+    @property
+    def busy(self) -> bool:
+        """True while frames wait to be sent or acknowledged."""
+        return bool(self._queue or self._inflight)
+
+    @property
+    def oldest_unacked_age(self) -> float:
+        """Seconds the oldest unacknowledged TENSOR frame has waited (0 when none)."""
+        return time.monotonic() - self._inflight[0][1] if self._inflight else 0.0
+
+    def send_control(self, ftype: int, payload: bytes = b"", *, stream: int = 0) -> None:
+        """Write a control frame (PING, READY, ...) at once, outside the window."""
+        frame = Frame(FrameType(ftype) if ftype in FrameType._value2member_map_ else ftype,
+                      HOST_ID, self.pe_id, stream, self._seq, 0, 1, bytes(payload))
+        self._write(_encode_any(frame))
+
+    def send_tensor(self, stream: int, data: bytes) -> None:
+        """Queue one tensor as TENSOR frames (sent by :meth:`pump` within the window)."""
+        chunks = chunk_tensor(data, self.max_payload)
+        for c, piece in enumerate(chunks):
+            self._queue.append(Frame(FrameType.TENSOR, HOST_ID, self.pe_id, stream, self._seq, c,
+                                     len(chunks), piece))
+            self._seq = (self._seq + 1) & 0xFFFF
+
+    def pump(self, now: float | None = None) -> None:
+        """Send what the window allows; go back N on an ACK timeout."""
+        now = time.monotonic() if now is None else now
+        if self._inflight and now - self._inflight[0][1] >= self.rto:
+            log.debug("PE %d link 0: no ACK in %.2f s, resending %d frame(s)", self.pe_id,
+                      self.rto, len(self._inflight))
+            self.retransmissions += len(self._inflight)
+            self._inflight = [(f, now) for f, _ in self._inflight]
+            for f, _ in self._inflight:
+                self._write(encode(f, max(MAX_PAYLOAD, len(f.payload))))
+            self.rto = min(MESH_MAX_RTO, self.rto * 2)
+        while self._queue and len(self._inflight) < self.window:
+            f = self._queue.popleft()
+            self._inflight.append((f, now))
+            self._write(encode(f, max(MAX_PAYLOAD, len(f.payload))))
+
+    def receive(self) -> list[Frame]:
+        """Read what the PE sent (without blocking); consume ACKs; return the other frames
+        addressed to the host by this PE."""
+        try:
+            data = self.port.read(65536)
+        except BlockingIOError:
+            data = b""
+        if not data:
+            return []
+        self.rx_bytes += len(data)
+        result = []
+        for frame in self.decoder.feed(data):
+            if frame.src != self.pe_id or frame.dst != HOST_ID:
+                log.debug("PE %d link 0: ignoring frame %s from %d to %d", self.pe_id,
+                          frame.type, frame.src, frame.dst)
+                continue
+            if frame.type == FrameType.ACK:
+                self._on_ack(_unpack(unpack_ack, frame, self.pe_id).acked_seq)
+                continue
+            result.append(frame)
+        return result
+
+    def _on_ack(self, acked: int) -> None:
+        for i, (f, _) in enumerate(self._inflight):
+            if f.seq == acked:
+                del self._inflight[:i + 1]      # cumulative
+                self.rto = self.base_rto
+                return
+
+    def _write(self, data: bytes) -> None:
+        self.tx_bytes += len(data)
+        self.port.write(data)
+
+
+def _encode_any(frame: Frame) -> bytes:
+    """Encode a frame whose type may be newer than messaging.FrameType (READY)."""
+    try:
+        return encode(frame, max(MAX_PAYLOAD, len(frame.payload)))
+    except ValueError:
+        import struct
+        import zlib
+        body = struct.pack("<2sBBHHHHHHH", b"\xA5\x5A", 1, int(frame.type), frame.src, frame.dst,
+                           frame.stream, frame.seq & 0xFFFF, frame.chunk, frame.nchunks,
+                           len(frame.payload)) + frame.payload
+        return body + struct.pack("<I", zlib.crc32(body[2:]) & 0xFFFFFFFF)
+
+
+def ping_all(links: Sequence[MeshPeLink], timeout: float) -> dict[int, PongInfo]:
+    """PING every PE (again every :data:`PING_RETRY_SECONDS` while it boots) until all answer.
+
+    Sets each link's window and max payload from its PONG. RunError names the PEs that did not
+    answer within ``timeout``.
+    """
+    import selectors
+    pongs: dict[int, PongInfo] = {}
+    deadline = time.monotonic() + timeout
+    next_ping = 0.0
+    with selectors.DefaultSelector() as sel:
+        for link in links:
+            sel.register(link.fileno(), selectors.EVENT_READ, link)
+        while len(pongs) < len(links):
+            now = time.monotonic()
+            if now >= deadline:
+                missing = [link.pe_id for link in links if link.pe_id not in pongs]
+                raise RunError(f"PE(s) {missing} did not answer PING within {timeout:g} s",
+                               hint="check that the PEs started (see their logs)")
+            if now >= next_ping:
+                for link in links:
+                    if link.pe_id not in pongs:
+                        link.send_control(FrameType.PING)
+                next_ping = now + PING_RETRY_SECONDS
+            for key, _ in sel.select(min(0.05, max(0.0, deadline - now))):
+                link = key.data
+                for frame in link.receive():
+                    if frame.type == FrameType.PONG and link.pe_id not in pongs:
+                        pong = _unpack(unpack_pong, frame, link.pe_id)
+                        link.pong = pong
+                        link.window = max(1, int(pong.rx_window))
+                        link.max_payload = int(pong.max_payload) or MAX_PAYLOAD
+                        pongs[link.pe_id] = pong
+                    elif frame.type == FrameType.ERROR:
+                        err = _unpack(unpack_error, frame, link.pe_id)
+                        raise RunError(f"PE {link.pe_id} reported error {err.code}: "
+                                       f"{err.message} (while awaiting PONG)",
+                                       hint="check the PE's log")
+    return pongs

@@ -5,7 +5,11 @@ the PE's host link (UART0) as a pty — the same kind of path a real board's ser
 :class:`~generator.hostlink.HostLink` talks to QEMU, a host process and hardware alike.
 
 - QEMU (``baremetal``/``west`` images): ``qemu-system-arm -M lm3s6965evb -cpu cortex-m3
-  -display none -monitor none -serial pty -kernel fw.elf -icount shift=N,align=off,sleep=off``.
+  -display none -monitor none -serial pty -kernel fw.elf -icount shift=N,align=off,sleep=on``.
+  ``sleep=on``: an idle guest (WFI) lets QEMU sleep until its next timer instead of warping
+  virtual time in a busy loop (``sleep=off`` burns a host core per idle PE); compute is still
+  counted exactly, so cycle counts of a run do not change. A mesh PE adds
+  ``-chardev socket,id=noc,path=<fabric socket> -serial chardev:noc`` (UART1 = link 1).
   QEMU announces ``char device redirected to /dev/pts/N`` (stdout or stderr).
 - host (``host`` images): the executable prints ``pemesh: link0 on /dev/pts/N``.
 
@@ -60,12 +64,21 @@ _atexit_registered = False
 
 
 def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
-                 icount_shift: int | None = DEFAULT_ICOUNT_SHIFT) -> tuple[str, ...]:
-    """The QEMU command line for one bare-metal/Zephyr qemu_cortex_m3 image."""
-    cmd = [qemu, "-M", QEMU_MACHINE, "-cpu", "cortex-m3", "-display", "none", "-monitor", "none",
-           "-serial", "pty", "-kernel", str(image)]
+                 icount_shift: int | None = DEFAULT_ICOUNT_SHIFT,
+                 link1: str | None = None) -> tuple[str, ...]:
+    """The QEMU command line for one bare-metal/Zephyr qemu_cortex_m3 image.
+
+    ``link1``: a unix socket (the fabric's endpoint) for UART1, the PE's mesh link.
+    """
+    cmd = [qemu, "-M", QEMU_MACHINE, "-cpu", "cortex-m3", "-display", "none", "-monitor", "none"]
+    if link1 is not None:
+        cmd += ["-chardev", f"socket,id=noc,path={link1}"]
+    cmd += ["-serial", "pty"]
+    if link1 is not None:
+        cmd += ["-serial", "chardev:noc"]
+    cmd += ["-kernel", str(image)]
     if icount_shift is not None:
-        cmd += ["-icount", f"shift={icount_shift},align=off,sleep=off"]
+        cmd += ["-icount", f"shift={icount_shift},align=off,sleep=on"]
     return tuple(cmd)
 
 
@@ -98,7 +111,7 @@ class PeProcess:
 
     def __init__(self, cmd: Sequence[str], *, name: str, pty_re: re.Pattern[str],
                  log_path: Path | None = None, startup_timeout: float = STARTUP_TIMEOUT,
-                 icount_shift: int | None = None, platform: str = "qemu"):
+                 icount_shift: int | None = None, platform: str = "qemu", wait: bool = True):
         self.cmd = tuple(cmd)
         self.name = name
         self.platform = platform
@@ -126,8 +139,21 @@ class PeProcess:
                          for s in (self.proc.stdout, self.proc.stderr)]
         for t in self._readers:
             t.start()
+        self._startup_timeout = startup_timeout
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the process announced its host-link pty (RunError and close otherwise).
+
+        ``launch(..., wait=False)`` starts processes without waiting, so that many PEs boot at
+        once; the process must be started by a thread that outlives it (Linux sends the
+        parent-death signal when the *thread* that forked a child exits).
+        """
+        if self._found.is_set():
+            return
         try:
-            self._await_pty(startup_timeout)
+            self._await_pty(self._startup_timeout if timeout is None else timeout)
         except BaseException:
             self.close()
             raise
@@ -238,10 +264,13 @@ def _close_all() -> None:
 
 def launch(result: BuildResult, *, platform: str | None = None,
            icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, log_dir: Path | None = None,
-           name: str | None = None, startup_timeout: float = STARTUP_TIMEOUT) -> PeProcess:
+           name: str | None = None, startup_timeout: float = STARTUP_TIMEOUT,
+           link1: str | None = None, wait: bool = True) -> PeProcess:
     """Start one built image: on QEMU (baremetal/west images) or as a host process.
 
     ``platform`` defaults to what the image is for; asking for the other raises UsageError.
+    ``link1`` connects the PE's mesh link (UART1 / ``--link1 unix:…``) to a fabric socket.
+    ``wait=False`` returns at once; call :meth:`PeProcess.wait_ready` before using the pty.
     The process log (its stdout and stderr) goes to ``log_dir/<name>.log`` when given.
     """
     platform = platform or ("qemu" if result.runs_on_qemu else "host")
@@ -255,16 +284,18 @@ def launch(result: BuildResult, *, platform: str | None = None,
             raise UsageError(f"{name} was built for the host, not for QEMU",
                              hint="rebuild with 'pemesh build OUT --backend baremetal' or run "
                                   "with --platform host")
-        cmd = qemu_command(result.image, qemu=str(find_qemu()), icount_shift=icount_shift)
+        cmd = qemu_command(result.image, qemu=str(find_qemu()), icount_shift=icount_shift,
+                           link1=link1)
         return PeProcess(cmd, name=name, pty_re=QEMU_PTY_RE, log_path=log_path,
-                         startup_timeout=startup_timeout, icount_shift=icount_shift)
+                         startup_timeout=startup_timeout, icount_shift=icount_shift, wait=wait)
     if platform == "host":
         if result.backend != "host":
             raise UsageError(f"{name} was built for {result.backend}, not as a host process",
                              hint="rebuild with 'pemesh build OUT --backend host' or run with "
                                   "--platform qemu")
-        return PeProcess((str(result.image),), name=name, pty_re=HOST_PTY_RE, log_path=log_path,
-                         startup_timeout=startup_timeout, platform="host")
+        cmd = (str(result.image),) + (("--link1", f"unix:{link1}") if link1 else ())
+        return PeProcess(cmd, name=name, pty_re=HOST_PTY_RE, log_path=log_path,
+                         startup_timeout=startup_timeout, platform="host", wait=wait)
     raise UsageError(f"unknown platform '{platform}'", hint="use qemu or host")
 
 
@@ -339,9 +370,9 @@ def run_command(args: argparse.Namespace) -> int:
     [--count K]`` for a single-PE mesh."""
     out = Path(args.out).resolve()
     mesh = load_mesh(out)
-    if len(mesh["pes"]) != 1:
-        raise UsageError(f"{out} has {len(mesh['pes'])} PEs; 'pemesh run' runs single-PE meshes "
-                         "for now", hint="compile with --board for a single-PE build")
+    if len(mesh["pes"]) != 1 or any(pe.get("role") == "stage" for pe in mesh["pes"]):
+        from .meshrun import mesh_run_command
+        return mesh_run_command(args, out, mesh)
     pe = mesh["pes"][0]
     _, images = load_build(out)
     result = images.get(pe["name"]) or next(iter(images.values()))

@@ -259,3 +259,132 @@ def test_malformed_pong_is_a_run_error(pair):
     port, _ = pair(mode="bad_pong")
     with pytest.raises(RunError, match="PE 3 sent a malformed PONG"):
         HostLink(port, pe_id=3, timeout=5).ping()
+
+
+# --- the host in a mesh: MeshPeLink (go-back-N on link 0) ---------------------------------------
+
+from generator.hostlink import READY, MeshPeLink, ping_all  # noqa: E402
+
+
+class FilePort(SocketPort):
+    """SocketPort with fileno() (what MeshPeLink/ping_all select on)."""
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+class GbnPE(threading.Thread):
+    """A mesh PE's link 0 as CONTRACTS §6 says: TENSOR frames only in seq order (duplicates are
+    re-ACKed, gaps dropped), PONG to PING (which restarts the sender's seq at 0)."""
+
+    def __init__(self, port, *, pe_id=5, window=2, drop=lambda f, copy: False, silent=False):
+        super().__init__(daemon=True)
+        self.port, self.pe_id, self.window, self.drop, self.silent = (port, pe_id, window, drop,
+                                                                       silent)
+        self.accepted: list[Frame] = []
+        self.others: list[Frame] = []
+        self.copies: dict[int, int] = {}
+        self.expect = 0
+        self.max_seen_unacked = 0
+        self.stop = threading.Event()
+
+    def send(self, ftype, payload=b""):
+        self.port.write(encode(Frame(ftype, self.pe_id, HOST_ID, payload=payload)))
+
+    def run(self):
+        dec = FrameDecoder()
+        self.port.timeout = 0.05
+        while not self.stop.is_set():
+            for f in dec.feed(self.port.read(4096)):
+                if self.silent:
+                    continue
+                if f.type == FrameType.PING:
+                    self.expect = 0
+                    self.send(FrameType.PONG, pack_pong(PongInfo(1, 256, self.window,
+                                                                 self.pe_id, (1000,), ())))
+                elif f.type == FrameType.TENSOR:
+                    self.copies[f.seq] = self.copies.get(f.seq, 0) + 1
+                    if self.drop(f, self.copies[f.seq]):
+                        continue
+                    if f.seq == self.expect:
+                        self.expect += 1
+                        self.accepted.append(f)
+                    elif f.seq > self.expect:
+                        continue                    # a gap: no ACK
+                    self.send(FrameType.ACK, pack_ack(Ack(f.seq, self.window)))
+                else:
+                    self.others.append(f)
+
+
+@pytest.fixture
+def gbn():
+    made = []
+
+    def make(**kw):
+        a, b = socket.socketpair()
+        pe = GbnPE(SocketPort(b), **kw)
+        pe.start()
+        made.append((pe, a, b))
+        return FilePort(a), pe
+
+    yield make
+    for pe, a, b in made:
+        pe.stop.set()
+        pe.join(2)
+        a.close()
+        b.close()
+
+
+def _drive(link, until, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "timed out"
+        link.pump()
+        link.receive()
+        time.sleep(0.005)
+
+
+def test_mesh_link_go_back_n_repairs_a_lost_frame(gbn):
+    port, pe = gbn(drop=lambda f, copy: f.seq == 1 and copy == 1)
+    link = MeshPeLink(port, 5, rto=0.1)
+    pongs = ping_all([link], 5)
+    assert pongs[5].rx_window == 2 and link.window == 2
+    data = bytes(range(256)) * 3 + b"tail"            # 4 chunks
+    link.send_tensor(0, data)
+    _drive(link, lambda: not link.busy)
+    assert [f.seq for f in pe.accepted] == [0, 1, 2, 3]
+    assert b"".join(f.payload for f in pe.accepted) == data
+    assert [f.chunk for f in pe.accepted] == [0, 1, 2, 3] and link.retransmissions >= 1
+    # seq continues per (host, PE) pair; a control frame takes none
+    link.send_control(READY, (0).to_bytes(2, "little"))
+    link.send_tensor(0, b"x" * 1000)
+    _drive(link, lambda: not link.busy)
+    assert [f.seq for f in pe.accepted][4:] == [4, 5, 6, 7]
+    assert wait_until(lambda: any(int(f.type) == READY for f in pe.others))
+
+
+def test_mesh_link_keeps_the_window(gbn):
+    port, pe = gbn(window=1)
+    link = MeshPeLink(port, 5, rto=5.0)
+    ping_all([link], 5)
+    link.send_tensor(0, b"y" * 1000)
+    link.pump()
+    link.pump()
+    assert len(link._inflight) == 1 and link.busy    # one unACKed at a time
+    _drive(link, lambda: not link.busy)
+    assert len(pe.accepted) == 4 and link.retransmissions == 0
+
+
+def test_ping_all_names_the_silent_pe(gbn):
+    port, _ = gbn(silent=True)
+    port2, _ = gbn(pe_id=6)
+    links = [MeshPeLink(port, 5), MeshPeLink(port2, 6)]
+    with pytest.raises(RunError, match=r"PE\(s\) \[5\] did not answer PING"):
+        ping_all(links, 1.0)
+
+
+def wait_until(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        time.sleep(0.01)
+    return cond()

@@ -40,8 +40,13 @@ def test_qemu_command():
     assert qemu_command(Path("/x/fw.elf"), qemu="qemu-system-arm", icount_shift=6) == (
         "qemu-system-arm", "-M", "lm3s6965evb", "-cpu", "cortex-m3", "-display", "none",
         "-monitor", "none", "-serial", "pty", "-kernel", "/x/fw.elf",
-        "-icount", "shift=6,align=off,sleep=off")
+        "-icount", "shift=6,align=off,sleep=on")
     assert "-icount" not in qemu_command(Path("fw.elf"), icount_shift=None)
+    # a mesh PE: UART0 on a pty, UART1 on the fabric's socket
+    cmd = qemu_command(Path("fw.elf"), qemu="q", icount_shift=None, link1="/tmp/n/pe3.sock")
+    assert cmd[cmd.index("-chardev") + 1] == "socket,id=noc,path=/tmp/n/pe3.sock"
+    serials = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-serial"]
+    assert serials == ["pty", "chardev:noc"]
 
 
 def test_pty_patterns():
