@@ -398,6 +398,9 @@ def run_command(args: argparse.Namespace) -> int:
                           f"(QEMU icount shift={shift})")
                 else:
                     print(f"{pe['name']}: run {k + 1}/{count}: {cycles} cycles (host clock)")
+                if stats.accel_calls:
+                    print(f"{pe['name']}: accelerator wrappers: {stats.accel_calls} call(s), "
+                          f"{stats.accel_macs} MACs")
     if args.output:
         save_outputs(args.output, outputs, out_specs)
         print(f"output written to {args.output}")
