@@ -460,6 +460,9 @@ def report(plan: MeshPlan, res: MeshRunResult, icount_shift: int | None) -> dict
                              "cycles": st.cycles if st else None}
         if st and icount_shift is not None:
             d["instructions"] = round(ticks_to_instructions(st.cycles, icount_shift))
+        if st:
+            d.update(accel_calls=st.accel_calls, accel_macs=st.accel_macs,
+                     rx_bad_frames=st.rx_bad_frames, rx_duplicates=st.rx_duplicates)
         pes.append(d)
     cyc = [p for p in pes if p["cycles"]]
     slowest = max(cyc, key=lambda p: p["cycles"]) if cyc else None

@@ -35,6 +35,8 @@ class PeRow:
     built_flash: int | None
     image: str | None
     cycles: int | None
+    accel_cycles: int         # modeled accelerator cycles per inference (offloaded steps)
+    accel_calls: int | None   # wrapper calls counted by the PE (STATS), when it ran
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__, coords=list(self.coords))
@@ -60,6 +62,9 @@ def collect(out: Path) -> dict[str, Any]:
         if isinstance(entry, dict) and "sizes" in entry:
             image_of[pe] = (entry.get("image", ""), entry["sizes"])
     run_pes = run.get("pes", {})
+    accel_by_stage = {s["name"]: sum(int(d.get("accel_cycles", 0)) for d in s.get("offload", [])
+                                     if isinstance(d, dict) and d.get("offloaded"))
+                      for s in manifest["stages"]}
     rows = []
     for pe in manifest["pes"]:
         mem = pe.get("memory", {})
@@ -72,7 +77,9 @@ def collect(out: Path) -> dict[str, Any]:
             ram_limit=int(mem.get("ram_limit", 0)), flash_limit=int(mem.get("flash_limit", 0)),
             built_ram=img[1].get("ram") if img else None,
             built_flash=img[1].get("flash") if img else None,
-            image=img[0] if img else None, cycles=stats.get("cycles")))
+            image=img[0] if img else None, cycles=stats.get("cycles"),
+            accel_cycles=accel_by_stage.get(pe["stage"], 0),
+            accel_calls=stats.get("accel_calls")))
     return {
         "model": manifest["model"]["name"], "format": manifest["model"].get("format"),
         "board": manifest.get("board"), "mesh": manifest.get("mesh", {}),
@@ -108,7 +115,7 @@ def render_text(data: dict[str, Any]) -> str:
                      f"{s['workspace_size']} B (lower bound {s['arena_lower_bound']} B), io "
                      f"{s['io_size']} B, {s['macs']} MACs")
     lines += ["", f"{'pe':>7} {'coords':>9} {'stage':<20} {'rep':>3} {'ram plan/built/limit':>24} "
-                  f"{'flash plan/built/limit':>26} {'cycles':>10}"]
+                  f"{'flash plan/built/limit':>26} {'cpu cycles':>11} {'accel cycles':>12}"]
     for p in data["pes"]:
         def trio(a, b, c):
             return f"{a}/{'-' if b is None else b}/{c}"
@@ -116,7 +123,7 @@ def render_text(data: dict[str, Any]) -> str:
             f"{p['name']:>7} {str(tuple(p['coords'])):>9} {p['stage'][:20]:<20} {p['replica']:>3} "
             f"{trio(p['planned_ram'], p['built_ram'], p['ram_limit']):>24} "
             f"{trio(p['planned_flash'], p['built_flash'], p['flash_limit']):>26} "
-            f"{'-' if p['cycles'] is None else p['cycles']:>10}")
+            f"{'-' if p['cycles'] is None else p['cycles']:>11} {p['accel_cycles'] or '-':>12}")
     w, h, cells = _grid(data)
     if w * h <= 20000:
         lines += ["", "mesh (stage of each PE, '.' unused):"]

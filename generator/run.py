@@ -27,6 +27,7 @@ Without icount virtual time follows the host clock and cycles are wall-clock-lik
 from __future__ import annotations
 
 import argparse
+import json
 import atexit
 import logging
 import re
@@ -401,6 +402,13 @@ def run_command(args: argparse.Namespace) -> int:
                 if stats.accel_calls:
                     print(f"{pe['name']}: accelerator wrappers: {stats.accel_calls} call(s), "
                           f"{stats.accel_macs} MACs")
+    run_doc = {"pes": {pe["name"]: {
+        "id": int(pe["id"]), "name": pe["name"], "stage": pe["stage"], "inferences": count,
+        "cycles": int(stats.cycles), "accel_calls": stats.accel_calls,
+        "accel_macs": stats.accel_macs, "rx_bad_frames": stats.rx_bad_frames,
+        **({"instructions": round(ticks_to_instructions(int(stats.cycles), shift))}
+           if shift is not None else {})}}, "platform": args.platform}
+    (out / "run.json").write_text(json.dumps(run_doc, indent=2, sort_keys=True) + "\n")
     if args.output:
         save_outputs(args.output, outputs, out_specs)
         print(f"output written to {args.output}")
