@@ -190,13 +190,16 @@ def read_manifest(out: Path) -> dict[str, Any]:
 
 
 def quantize_if_qdq(model: ImportedModel, path: Path) -> ImportedModel:
-    """Fold an ONNX QDQ model's dequantize→op→quantize chains into integer ops (int8 compute);
+    """Fold the dequantize→op→quantize chains of an ONNX QDQ model or of a full-integer TFLite
+    model (which TVM's TFLite frontend imports as such chains) into integer ops (int8 compute);
     other models pass unchanged. The TVM reference is then the integer graph's."""
+    from .quantize import quantize_model
+
+    if model.format == "tflite":
+        return quantize_model(model)   # schemes were checked by the frontend, per operator
     if model.format != "onnx":
         return model
     import onnx
-
-    from .quantize import quantize_model
 
     return quantize_model(model, onnx.load(str(path)))
 

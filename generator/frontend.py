@@ -420,16 +420,12 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
         tdtype = _TFLITE_DTYPES.get(type_names.get(t.Type(), ""), "")
         if not tdtype:
             raise _dtype_error(tname, f"{type_names.get(t.Type(), t.Type())} (TFLite)", where)
-        q = t.Quantization()
-        if q is not None and q.ScaleLength() > 0:
-            raise UnsupportedModelError(
-                f"tensor {tname!r} ({where}) is quantized; pemesh imports fp32 TFLite models "
-                "for now", hint="export a float32 .tflite (no quantization), or use ONNX")
         dims = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
         if t.ShapeSignatureLength():
             dims = [d if s >= 0 else None for d, s in zip(dims, t.ShapeSignatureAsNumpy())]
         return tname, dims, tdtype
 
+    check_tflite_quant(model)
     for i in range(sg.TensorsLength()):
         tensor_info(i, "tensor")
     in_names, shape_dict, dtype_dict = [], {}, {}
@@ -462,10 +458,77 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
         meta={"tflite_schema_version": int(model.Version())})
 
 
+_Q_ACT = {"INT8": "int8", "UINT8": "uint8"}
+_Q_WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+_Q_HINT = ("pemesh runs full-integer TFLite models: int8 (or uint8) per-tensor activations, "
+           "int8 symmetric weights (per-tensor or per-output-channel), int32 biases; convert with "
+           "converter.optimizations = [tf.lite.Optimize.DEFAULT], a representative dataset and "
+           "target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
+
+
+def check_tflite_quant(model: Any) -> None:
+    """Reject quantization schemes pemesh cannot run in integers, naming the operator.
+
+    Quantized activations must be int8/uint8 and per-tensor (so int16x8 models are refused);
+    CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weights int8 with zero point 0, per-tensor or
+    per output channel (dimension 0; 3 for depthwise), biases int32.
+    """
+    from tflite.BuiltinOperator import BuiltinOperator
+    from tflite.TensorType import TensorType
+
+    sg = model.Subgraphs(0)
+    op_names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        oc = model.OperatorCodes(op.OpcodeIndex())
+        code = op_names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "CUSTOM")
+        ins = [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
+        outs = [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        for role, idx in [("input", t) for t in ins] + [("output", t) for t in outs]:
+            if idx < 0:
+                continue
+            t = sg.Tensors(idx)
+            q = t.Quantization()
+            if q is None or q.ScaleLength() == 0:
+                continue
+            tname, ttype = t.Name().decode("utf-8"), type_names.get(t.Type(), str(t.Type()))
+            label = f"operator #{i} ({code}), {role} tensor {tname!r}"
+            k = ins.index(idx) if role == "input" and idx in ins else -1
+            if code in _Q_WEIGHT_OPS and k == 1:        # the weights
+                zps = q.ZeroPointAsNumpy() if q.ZeroPointLength() else np.zeros(1)
+                if ttype != "INT8":
+                    raise UnsupportedModelError(f"{label}: weights are {ttype}; pemesh needs "
+                                                "int8 weights", hint=_Q_HINT)
+                if np.any(np.asarray(zps) != 0):
+                    kind = "per-channel" if q.ScaleLength() > 1 else "per-tensor"
+                    raise UnsupportedModelError(
+                        f"{label}: asymmetric {kind} weights (zero point "
+                        f"{int(np.asarray(zps).reshape(-1)[0])}); pemesh needs symmetric "
+                        "weights", hint=_Q_HINT)
+                if q.ScaleLength() > 1 and q.QuantizedDimension() != _Q_WEIGHT_OPS[code]:
+                    raise UnsupportedModelError(
+                        f"{label}: weights are quantized per dimension "
+                        f"{q.QuantizedDimension()}, not per output channel", hint=_Q_HINT)
+            elif code in _Q_WEIGHT_OPS and k == 2:      # the bias
+                if ttype != "INT32":
+                    raise UnsupportedModelError(
+                        f"{label}: {ttype} bias (an int16-activation scheme); pemesh runs int8 "
+                        "activations with int32 biases", hint=_Q_HINT)
+            elif ttype not in _Q_ACT:
+                raise UnsupportedModelError(
+                    f"{label}: {ttype} quantized activations; pemesh runs int8/uint8 "
+                    "quantization only", hint=_Q_HINT)
+            elif q.ScaleLength() > 1:
+                raise UnsupportedModelError(f"{label}: per-channel activation quantization is "
+                                            "not supported", hint=_Q_HINT)
+
+
 def _strip_params_attr(mod: Any) -> Any:
-    """The TFLite frontend leaves an empty ``params`` attr on main; weights are constants."""
+    """The TFLite frontend leaves a ``params`` attr on main (a list of the weights of a
+    quantized model, empty for a float one); the weights are bound as constants."""
     main = mod["main"]
-    if main.attrs is not None and "params" in main.attrs and len(main.attrs["params"]) == 0:
+    if main.attrs is not None and "params" in main.attrs:
         mod["main"] = main.without_attr("params")
     return mod
 

@@ -1,6 +1,8 @@
-"""int8 models: fold ONNX QDQ chains into integer operators (a Relax rewrite after import).
+"""int8 models: fold QDQ chains into integer operators (a Relax rewrite after import).
 
-TVM's ONNX frontend imports a QDQ model literally: ``dequantize`` → float ``conv2d``/``matmul``
+TVM's ONNX frontend imports a QDQ model literally, and its TFLite frontend imports a
+full-integer model the same way (NHWC, the fused RELU/RELU6 as an integer ``clip`` after the
+``quantize``, FC weights as ``dequantize(permute_dims(W))``): ``dequantize`` → float ``conv2d``/``matmul``
 (+ bias, relu/clip) → ``quantize``. :func:`quantize_model` replaces every such chain by one
 ``call_tir`` into an integer PrimFunc (a *qop*) that computes
 
@@ -21,13 +23,18 @@ the ONNX node (:func:`check_onnx_qdq`) or the Relax binding.
 Each qop PrimFunc carries the attribute ``pemesh.qop`` (JSON: kind, geometry, zero points,
 clamp) and ``op_pattern`` = opaque, so fusion keeps it one step: ``generator/accel.py`` reads the
 attribute to offload the step. Its accumulator is a one-element buffer per output element (no
-int32 temporary of the output size in the arena).
+int32 temporary of the output size in the arena). NHWC convs become NCHW qops with a
+``permute_dims`` where the graph enters/leaves a run of qops. The qop TIR and the fixed-point
+helpers live in ``generator/qops.py`` (re-exported here).
+
+TFLite rounds twice (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT, both half away
+from zero); pemesh's single half-up rounding differs from it only near ties (<= 1 step).
+Scales left at float boundaries are snapped to C-exact float32 (:func:`snap_scales`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from typing import Any
@@ -35,12 +42,12 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedModelError
+from .qops import QOP_ATTR, QOp, qop_prim_func, quantize_multiplier  # noqa: F401 (re-export)
+from .qops import requantize_ref  # noqa: F401 (re-export)
 from .spec import ImportedModel
 
 log = logging.getLogger(__name__)
 
-QOP_ATTR = "pemesh.qop"
-_OPAQUE = 8  # relax OpPatternKind.kOpaque
 _ACT_DTYPES = ("int8", "uint8")
 _HINT = ("pemesh folds int8 QDQ with symmetric int8 weights (per-tensor or per-output-channel) "
          "and int8/uint8 activations; re-quantize the model with e.g. onnxruntime quantize_static"
@@ -101,155 +108,6 @@ def check_onnx_qdq(model: Any) -> None:
                 "weights (non-zero zero point); pemesh needs symmetric weights", hint=_HINT)
 
 
-# --- fixed-point requantization ------------------------------------------------------------------
-
-def quantize_multiplier(scale: float, where: str = "") -> tuple[int, int]:
-    """``(M, s)`` with ``M`` a Q31 int in [2^30, 2^31) and ``scale ≈ M * 2^-s``, 1 <= s <= 62."""
-    if scale == 0.0:
-        return 0, 1
-    if not (scale > 0.0 and math.isfinite(scale)):
-        raise UnsupportedModelError(f"{where}: requantization scale {scale} is not positive",
-                                    hint=_HINT)
-    m, e = math.frexp(scale)
-    mult = int(round(m * (1 << 31)))
-    if mult == 1 << 31:
-        mult //= 2
-        e += 1
-    shift = 31 - e
-    if not 1 <= shift <= 62:
-        raise UnsupportedModelError(f"{where}: requantization scale {scale:g} is out of the "
-                                    "fixed-point range (2^-31 .. 2^30)", hint=_HINT)
-    return mult, shift
-
-
-def requantize_ref(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, zp: int, lo: int,
-                   hi: int) -> np.ndarray:
-    """The requantization of a qop in numpy (the same integer arithmetic as the C)."""
-    a = acc.astype(np.int64) * mult.astype(np.int64)
-    sh = shift.astype(np.int64)
-    v = (a + (np.int64(1) << (sh - 1))) >> sh
-    return np.clip(v + zp, lo, hi)
-
-
-# --- the qop description and its TIR -----------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class QOp:
-    """One folded integer operator (geometry and scalar parameters; constants are call args)."""
-
-    kind: str                       # "conv2d" | "dense"
-    in_shape: tuple[int, ...]       # conv: NCHW; dense: (..., K)
-    out_shape: tuple[int, ...]
-    in_dtype: str                   # int8 | uint8
-    out_dtype: str                  # int8 | uint8
-    in_zp: int
-    out_zp: int
-    act_min: int
-    act_max: int
-    strides: tuple[int, int] = (1, 1)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    kernel: tuple[int, int] = (1, 1)
-    source: str = ""                # the Relax binding it replaces (for reports)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @staticmethod
-    def from_json(text: str) -> "QOp":
-        d = json.loads(text)
-        for k in ("in_shape", "out_shape", "strides", "pads", "dilation", "kernel"):
-            d[k] = tuple(d[k])
-        return QOp(**d)
-
-    @property
-    def macs(self) -> int:
-        if self.kind == "conv2d":
-            n, o, oh, ow = self.out_shape
-            cin_g = self.in_shape[1] // self.groups
-            return n * o * oh * ow * cin_g * self.kernel[0] * self.kernel[1]
-        return int(np.prod(self.out_shape)) * self.in_shape[-1]
-
-
-def _requant_expr(acc: str, o: str, q: QOp) -> str:
-    v = (f"((T.Cast(\"int64\", {acc}) * T.Cast(\"int64\", mult[{o}]) + (T.int64(1) << "
-         f"T.Cast(\"int64\", shift[{o}] - 1))) >> T.Cast(\"int64\", shift[{o}]))")
-    return (f"T.Cast(\"{q.out_dtype}\", T.max(T.min({v} + T.int64({q.out_zp}), "
-            f"T.int64({q.act_max})), T.int64({q.act_min})))")
-
-
-def _conv_script(q: QOp, wshape: tuple[int, ...]) -> str:
-    n, c, h, w = q.in_shape
-    _, o, oh, ow = q.out_shape
-    kh, kw = q.kernel
-    sh, sw = q.strides
-    dh, dw = q.dilation
-    pt, pl = q.pads[0], q.pads[1]
-    cig, cog = c // q.groups, o // q.groups
-    ih = f"vh * {sh} + ky * {dh} - {pt}"
-    iw = f"vw * {sw} + kx * {dw} - {pl}"
-    cin = f"(vo // {cog}) * {cig} + ci"
-    return f'''
-@T.prim_func(private=True, s_tir=True)
-def qop(x: T.Buffer({q.in_shape}, "{q.in_dtype}"), wt: T.Buffer({wshape}, "int8"),
-        bias: T.Buffer(({o},), "int32"), mult: T.Buffer(({o},), "int32"),
-        shift: T.Buffer(({o},), "int8"), y: T.Buffer({q.out_shape}, "{q.out_dtype}")):
-    T.func_attr({{"tirx.noalias": True}})
-    for bn, bo, bh, bw in T.grid({n}, {o}, {oh}, {ow}):
-        with T.sblock("qconv"):
-            vn, vo, vh, vw = T.axis.remap("SSSS", [bn, bo, bh, bw])
-            T.reads(x[vn, 0:{c}, 0:{h}, 0:{w}], wt[vo, 0:{cig}, 0:{kh}, 0:{kw}], bias[vo],
-                    mult[vo], shift[vo])
-            T.writes(y[vn, vo, vh, vw])
-            acc = T.sblock_alloc_buffer((1,), "int32")
-            acc[0] = bias[vo]
-            for ci, ky, kx in T.grid({cig}, {kh}, {kw}):
-                if {ih} >= 0 and {ih} < {h} and {iw} >= 0 and {iw} < {w}:
-                    acc[0] = acc[0] + (T.Cast("int32", x[vn, {cin}, {ih}, {iw}]) - {q.in_zp}) * T.Cast("int32", wt[vo, ci, ky, kx])
-            y[vn, vo, vh, vw] = {_requant_expr("acc[0]", "vo", q)}
-'''
-
-
-def _dense_script(q: QOp) -> str:
-    lead = q.in_shape[:-1]
-    k, nout = q.in_shape[-1], q.out_shape[-1]
-    names = [f"l{i}" for i in range(len(lead))]
-    vnames = [f"v{i}" for i in range(len(lead))]
-    grid = ", ".join(names + ["bo"])
-    ext = ", ".join(str(d) for d in lead + (nout,))
-    remap = '"' + "S" * (len(lead) + 1) + '"'
-    lv = ", ".join(vnames)
-    x_reads = f"x[{lv}, 0:{k}]"
-    return f'''
-@T.prim_func(private=True, s_tir=True)
-def qop(x: T.Buffer({q.in_shape}, "{q.in_dtype}"), wt: T.Buffer(({nout}, {k}), "int8"),
-        bias: T.Buffer(({nout},), "int32"), mult: T.Buffer(({nout},), "int32"),
-        shift: T.Buffer(({nout},), "int8"), y: T.Buffer({q.out_shape}, "{q.out_dtype}")):
-    T.func_attr({{"tirx.noalias": True}})
-    for {grid} in T.grid({ext}):
-        with T.sblock("qdense"):
-            {lv}, vo = T.axis.remap({remap}, [{grid}])
-            T.reads({x_reads}, wt[vo, 0:{k}], bias[vo], mult[vo], shift[vo])
-            T.writes(y[{lv}, vo])
-            acc = T.sblock_alloc_buffer((1,), "int32")
-            acc[0] = bias[vo]
-            for kk in range({k}):
-                acc[0] = acc[0] + (T.Cast("int32", x[{lv}, kk]) - {q.in_zp}) * T.Cast("int32", wt[vo, kk])
-            y[{lv}, vo] = {_requant_expr("acc[0]", "vo", q)}
-'''
-
-
-def qop_prim_func(q: QOp, wshape: tuple[int, ...]) -> Any:
-    """The integer PrimFunc of ``q`` (TVMScript text → PrimFunc), tagged for accel.py."""
-    import tvm
-
-    text = _conv_script(q, wshape) if q.kind == "conv2d" else _dense_script(q)
-    text = "# from tvm.script import tirx as T\n" + text
-    func = tvm.script.from_source(text)
-    return func.with_attrs({QOP_ATTR: q.to_json(), "op_pattern": _OPAQUE})
-
-
 # --- matching the float chain in Relax ------------------------------------------------------------
 
 class _Graph:
@@ -278,8 +136,9 @@ def _op_name(call) -> str:
 def _const(expr) -> np.ndarray | None:
     from tvm.ir.expr import Constant
     if isinstance(expr, Constant):
-        from .aot.graph import _const_value
-        return np.asarray(_const_value(expr))
+        data = getattr(expr, "data", None)
+        data = expr.value if data is None else data
+        return np.asarray(data.numpy() if hasattr(data, "numpy") else data)
     return None
 
 
@@ -308,12 +167,23 @@ def _call_tir_name(call) -> str:
     return ""
 
 
+def _fold(g: _Graph, expr) -> np.ndarray | None:
+    """A constant, or a product of constants (TFLite's ``x_scale * w_scale`` bias scale)."""
+    e = g.value(expr)
+    c = _const(e)
+    if c is None and _op_name(e) == "relax.multiply":
+        a, b = _fold(g, e.args[0]), _fold(g, e.args[1])
+        if a is not None and b is not None:
+            c = (a.astype(np.float32) * b.astype(np.float32)).astype(np.float32)
+    return c
+
+
 def _dequant(g: _Graph, expr):
     """``(source, scale, zero_point, axis)`` if ``expr`` is a ``dequantize``, else None."""
     e = g.value(expr)
     if _op_name(e) != "relax.dequantize":
         return None
-    scale, zp = _const(e.args[1]), _const(e.args[2])
+    scale, zp = _fold(g, e.args[1]), _fold(g, e.args[2])
     if scale is None or zp is None:
         return None
     return e.args[0], scale.astype(np.float64), zp.astype(np.int64), int(e.attrs.axis)
@@ -400,20 +270,36 @@ def _bias_values(g: _Graph, expr, n: int, acc_scale: np.ndarray, where: str) -> 
     return q.astype(np.int32)
 
 
+_LAYOUT_OPS = ("relax.permute_dims", "relax.reshape")
+
+
+def _relayout(arrs: list[np.ndarray], call) -> list[np.ndarray]:
+    """Apply a ``permute_dims``/``reshape`` call to numpy arrays."""
+    if _op_name(call) == "relax.reshape":
+        shape = tuple(int(d) for d in call.ty.shape.values)
+        return [a.reshape(shape) for a in arrs]
+    axes = [int(a) for a in call.attrs.axes] if call.attrs.axes is not None else None
+    return [np.transpose(a, axes) for a in arrs]
+
+
 def _weights(g: _Graph, expr, where: str):
-    """``(int8 weights, per-channel scale, transposed)`` of a dequantized constant weight."""
-    e = g.value(expr)
-    transposed = False
-    if _op_name(e) == "relax.permute_dims":
-        axes = [int(a) for a in e.attrs.axes] if e.attrs.axes is not None else None
-        if axes not in (None, [1, 0]):
-            return None
-        transposed, e = True, g.value(e.args[0])
+    """``(int8 weights, channel index per weight, scales)`` of a constant weight, in the layout
+    the op sees: a ``dequantize`` of a constant, each side possibly permuted/reshaped (ONNX
+    Gemm transposes the float weight; TFLite transposes the int8 FC weight and reshapes the
+    depthwise one). None if ``expr`` is not such a chain."""
+    outer, e = [], g.value(expr)
+    while _op_name(e) in _LAYOUT_OPS:
+        outer.append(e)
+        e = g.value(e.args[0])
     dq = _dequant(g, e)
     if dq is None:
         return None
     src, scale, zp, axis = dq
-    w = _const(g.value(src))
+    inner, e = [], g.value(src)
+    while _op_name(e) in _LAYOUT_OPS:
+        inner.append(e)
+        e = g.value(e.args[0])
+    w = _const(e)
     if w is None:
         return None
     if w.dtype != np.int8:
@@ -422,11 +308,31 @@ def _weights(g: _Graph, expr, where: str):
     if np.any(zp != 0):
         raise UnsupportedModelError(f"{where}: weights have a non-zero zero point (asymmetric)",
                                     hint=_HINT)
-    return w, scale.reshape(-1), axis, transposed
+    for call in reversed(inner):
+        w = _relayout([w], call)[0]
+    ch = np.zeros(w.shape, np.int64)
+    if scale.size > 1:
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        ch = ch + np.arange(w.shape[axis]).reshape(shape)
+    for call in reversed(outer):
+        w, ch = _relayout([w, ch], call)
+    return w, ch, scale.reshape(-1)
 
 
-def _build_qop(g: _Graph, m: _Match, q_call, where: str):
-    """``(QOp, x_var, [w, bias, mult, shift] arrays)`` for a matched chain, or None."""
+def _out_scales(ch: np.ndarray, scale: np.ndarray, where: str) -> np.ndarray:
+    """Per-output-channel weight scales (output channels on axis 0 of ``ch``)."""
+    chm = ch.reshape(ch.shape[0], -1)
+    if np.any(chm != chm[:, :1]):
+        raise UnsupportedModelError(f"{where}: weight scales are not per output channel",
+                                    hint=_HINT)
+    return scale[chm[:, 0]]
+
+
+def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 << 31)):
+    """``(QOp, x_var, [w, bias, mult, shift] arrays, layout)`` for a matched chain, or None.
+    ``clamp``: an integer clip applied after the quantize (TFLite's fused activations). An NHWC
+    conv becomes an NCHW qop (``layout`` "NHWC": the caller transposes its input and output)."""
     op = m.op
     xdq = _dequant(g, op.args[0])
     if xdq is None:
@@ -437,7 +343,7 @@ def _build_qop(g: _Graph, m: _Match, q_call, where: str):
     wq = _weights(g, op.args[1], where)
     if wq is None:
         return None
-    w, sw, waxis, transposed = wq
+    w, ch, scales = wq
     sy, zy = _const(q_call.args[1]), _const(q_call.args[2])
     if sy is None or zy is None or sy.size != 1:
         raise UnsupportedModelError(f"{where}: per-channel output quantization is not supported",
@@ -446,83 +352,136 @@ def _build_qop(g: _Graph, m: _Match, q_call, where: str):
     if out_dtype not in _ACT_DTYPES:
         raise UnsupportedModelError(f"{where}: quantizes to {out_dtype}; pemesh runs int8/uint8",
                                     hint=_HINT)
-    sy, zy, sx, zx = float(sy.reshape(-1)[0]), int(zy.reshape(-1)[0]), float(sx.reshape(-1)[0]), int(zx.reshape(-1)[0])
+    sy, zy = float(sy.reshape(-1)[0]), int(zy.reshape(-1)[0])
+    sx, zx = float(sx.reshape(-1)[0]), int(zx.reshape(-1)[0])
     in_shape = tuple(int(d) for d in op.args[0].ty.shape.values)
     out_shape = tuple(int(d) for d in op.ty.shape.values)
     qmin, qmax = (-128, 127) if out_dtype == "int8" else (0, 255)
     lo = qmin if m.lo is None else max(qmin, int(np.round(m.lo / sy)) + zy)
     hi = qmax if m.hi is None else min(qmax, int(np.round(m.hi / sy)) + zy)
+    lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
     common = dict(in_dtype=str(x.ty.dtype), out_dtype=out_dtype, in_zp=zx, out_zp=zy,
                   act_min=lo, act_max=hi, source=where)
+    layout = "NCHW"
     if _op_name(op) == "relax.nn.conv2d":
         a = op.attrs
-        if (str(a.data_layout), str(a.kernel_layout)) != ("NCHW", "OIHW") or len(in_shape) != 4:
+        layout, klayout = str(a.data_layout), str(a.kernel_layout)
+        if layout not in ("NCHW", "NHWC") or str(a.out_layout) not in ("", layout) or \
+                sorted(klayout) != sorted("OIHW") or len(in_shape) != 4:
             return None
-        nout = w.shape[0]
-        if sw.size not in (1, nout) or (sw.size > 1 and waxis != 0):
-            raise UnsupportedModelError(f"{where}: weight scales are not per output channel",
-                                        hint=_HINT)
+        if layout == "NHWC":
+            in_shape = tuple(in_shape[i] for i in (0, 3, 1, 2))
+            out_shape = tuple(out_shape[i] for i in (0, 3, 1, 2))
+        perm = [klayout.index(c) for c in "OIHW"]
+        wt, ch = np.transpose(w, perm), np.transpose(ch, perm)
         pads = tuple(int(p) for p in a.padding)
         pads = pads * 2 if len(pads) == 2 else pads
         qop = QOp(kind="conv2d", in_shape=in_shape, out_shape=out_shape,
-                  strides=tuple(int(s) for s in a.strides), pads=(pads[0], pads[1], pads[2], pads[3]),
+                  strides=tuple(int(v) for v in a.strides), pads=pads[:4],
                   dilation=tuple(int(d) for d in a.dilation), groups=int(a.groups),
-                  kernel=(int(w.shape[2]), int(w.shape[3])), **common)
-        wt = w
+                  kernel=(int(wt.shape[2]), int(wt.shape[3])), **common)
     else:
         if w.ndim != 2:
             return None
-        wt = w if transposed else w.T          # → [N, K]
-        nout = wt.shape[0]
-        chan_axis = 0 if transposed else 1
-        if sw.size not in (1, nout) or (sw.size > 1 and waxis != chan_axis):
-            raise UnsupportedModelError(f"{where}: weight scales are not per output column",
-                                        hint=_HINT)
+        wt, ch = w.T, ch.T                     # matmul's [K, N] → [N, K]
         if len(in_shape) < 2 or in_shape[-1] != wt.shape[1]:
             return None
         qop = QOp(kind="dense", in_shape=in_shape, out_shape=out_shape, **common)
-    acc_scale = sx * np.broadcast_to(sw, (nout,))
+    nout = wt.shape[0]
+    acc_scale = sx * _out_scales(ch, scales, where)
     bias = _bias_values(g, m.bias, nout, acc_scale, where)
     ms = [quantize_multiplier(float(s) / sy, where) for s in acc_scale]
     mult = np.array([v[0] for v in ms], np.int32)
     shift = np.array([v[1] for v in ms], np.int8)
-    return qop, x, [np.ascontiguousarray(wt, np.int8), bias, mult, shift]
+    return qop, x, [np.ascontiguousarray(wt, np.int8), bias, mult, shift], layout
+
+
+def _int_bound(v, up: bool) -> int:
+    """A clip bound (PrimValue/FloatImm/IntImm) as an int (rounded inward)."""
+    while hasattr(v, "value"):
+        v = v.value
+    return int(math.floor(float(v))) if up else int(math.ceil(float(v)))
+
+
+def _clipped_quantizes(func) -> dict[Any, Any]:
+    """``{quantize var: clip binding}`` where a ``quantize``'s only use is an integer ``clip``
+    (TFLite's fused activation on a quantized output): the pair folds into one qop."""
+    from tvm import relax
+
+    uses: dict[Any, int] = {}
+    clips: dict[Any, Any] = {}
+    bound: dict[Any, Any] = {}
+    for block in func.body.blocks:
+        for b in block.bindings:
+            bound[b.var] = b.value
+            for v in relax.analysis.free_vars(b.value):
+                uses[v] = uses.get(v, 0) + 1
+            if _op_name(b.value) == "relax.clip" and isinstance(b.value.args[0], relax.Var):
+                clips[b.value.args[0]] = b
+    for v in relax.analysis.free_vars(func.body.body):
+        uses[v] = uses.get(v, 0) + 1
+    return {v: c for v, c in clips.items()
+            if uses.get(v) == 1 and _op_name(bound.get(v)) == "relax.quantize"}
 
 
 def rewrite_qdq(mod) -> tuple[Any, list[QOp]]:
-    """Fold every ``dequantize → conv2d/matmul (+bias, relu/clip) → quantize`` chain of
-    ``mod["main"]`` into a qop ``call_tir``. Returns the new module and the folded ops."""
-    import tvm
+    """Fold every ``dequantize → conv2d/matmul (+bias, relu/clip) → quantize [→ int clip]``
+    chain of ``mod["main"]`` into a qop ``call_tir``. Returns the new module and the folded ops.
+    NHWC convs (TFLite) become NCHW qops between ``permute_dims``; a qop that reads another
+    one's output takes its NCHW tensor directly, so chains of convs have no transposes."""
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
     g = _Graph(mod["main"])
+    clipped = _clipped_quantizes(mod["main"])
+    clip_vars = {c.var: v for v, c in clipped.items()}
     folded: list[QOp] = []
     cache: dict[str, Any] = {}
+    nchw: dict[Any, Any] = {}      # NHWC var (after rewrite) -> the qop's NCHW output
 
     @mutator
     class _Rewriter(PyExprMutator):
+        def _fold(self, binding, q_call, clamp) -> bool:
+            where = f"binding {_var_name(binding.var)}"
+            m = _match_chain(g, q_call.args[0])
+            built = _build_qop(g, m, q_call, where, clamp) if m is not None else None
+            if m is not None and built is None:
+                log.info("%s: %s chain not folded (layout/shape); computed in float",
+                         where, _op_name(m.op))
+            if built is None:
+                return False
+            qop, x, arrays, layout = built
+            key = qop.to_json().replace(where, "") + str(arrays[0].shape)
+            if key not in cache:
+                func = qop_prim_func(qop, arrays[0].shape)
+                cache[key] = self.builder_.add_func(func, f"pemesh_q{qop.kind}_{len(cache)}")
+            xin = self.visit_expr(x)
+            if layout == "NHWC":
+                xin = nchw[xin] if xin in nchw else self.builder_.emit(
+                    relax.op.permute_dims(xin, [0, 3, 1, 2]), name_hint="nchw")
+            call = relax.call_tir(cache[key], [xin] + [relax.const(a) for a in arrays],
+                                  relax.TensorType(qop.out_shape, qop.out_dtype))
+            is_out = not isinstance(binding.var, relax.DataflowVar)
+            emit = self.builder_.emit_output if is_out and layout != "NHWC" \
+                else self.builder_.emit
+            new_var = emit(call, name_hint=_var_name(binding.var))
+            if layout == "NHWC":
+                back = relax.op.permute_dims(new_var, [0, 2, 3, 1])
+                y = (self.builder_.emit_output if is_out else self.builder_.emit)(
+                    back, name_hint=_var_name(binding.var))
+                nchw[y], new_var = new_var, y
+            self.set_var_remap(binding.var, new_var)
+            folded.append(qop)
+            return True
+
         def visit_var_binding_(self, binding):  # noqa: N802 (TVM's visitor name)
             value = binding.value
-            if _op_name(value) == "relax.quantize":
-                where = f"binding {_var_name(binding.var)}"
-                m = _match_chain(g, value.args[0])
-                built = _build_qop(g, m, value, where) if m is not None else None
-                if m is not None and built is None:
-                    log.info("%s: %s chain not folded (layout/shape); computed in float",
-                             where, _op_name(m.op))
-                if built is not None:
-                    qop, x, arrays = built
-                    key = qop.to_json().replace(where, "") + str(arrays[0].shape)
-                    if key not in cache:
-                        func = qop_prim_func(qop, arrays[0].shape)
-                        cache[key] = self.builder_.add_func(func, f"pemesh_q{qop.kind}_{len(cache)}")
-                    args = [self.visit_expr(x)] + [relax.const(a) for a in arrays]
-                    call = relax.call_tir(cache[key], args,
-                                          relax.TensorType(qop.out_shape, qop.out_dtype))
-                    new_var = self.builder_.emit(call, name_hint=_var_name(binding.var))
-                    self.set_var_remap(binding.var, new_var)
-                    folded.append(qop)
+            if _op_name(value) == "relax.quantize" and binding.var not in clipped:
+                if self._fold(binding, value, (-(1 << 31), 1 << 31)):
+                    return
+            elif binding.var in clip_vars:
+                clamp = (_int_bound(value.args[1], False), _int_bound(value.args[2], True))
+                if self._fold(binding, g.value(value.args[0]), clamp):
                     return
             super().visit_var_binding_(binding)
 
@@ -531,8 +490,44 @@ def rewrite_qdq(mod) -> tuple[Any, list[QOp]]:
     out = rw.builder_.get()
     out["main"] = new_main
     out = relax.transform.DeadCodeElimination(["main"])(out)
-    del tvm
     return out, folded
+
+
+def _c_exact(scale: float) -> float:
+    """The float32 that TVM's C codegen prints as ``%.6e`` and the C compiler reads back."""
+    return float(np.float32(float(f"{np.float32(scale):.6e}")))
+
+
+def snap_scales(mod) -> tuple[Any, int]:
+    """Round the scalar scales of the ``quantize``/``dequantize`` ops left in ``main`` to the
+    float32 that TVM's C codegen prints exactly (it writes float immediates as ``%.6e``, so an
+    arbitrary scale, e.g. a calibrated TFLite one, would differ by an ulp between the C and the
+    TVM reference). The change is below 1e-6 relative: far inside one quantization step."""
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    changed = [0]
+
+    @mutator
+    class _Snap(PyExprMutator):
+        def visit_call_(self, call):  # noqa: N802 (TVM's visitor name)
+            call = super().visit_call_(call)
+            name = _op_name(call)
+            if name in ("relax.quantize", "relax.dequantize"):
+                sc = _const(call.args[1])
+                if sc is not None and sc.size == 1 and _c_exact(float(sc)) != float(sc):
+                    changed[0] += 1
+                    fn = relax.op.quantize if name == "relax.quantize" else relax.op.dequantize
+                    return fn(call.args[0], relax.const(_c_exact(float(sc)), "float32"),
+                              call.args[2], axis=int(call.attrs.axis),
+                              out_dtype=str(call.attrs.out_dtype))
+            return call
+
+    rw = _Snap(mod)
+    new_main = rw.visit_expr(mod["main"])
+    out = rw.builder_.get()
+    out["main"] = new_main
+    return out, changed[0]
 
 
 def is_qdq(mod) -> bool:
@@ -549,6 +544,9 @@ def quantize_model(model: ImportedModel, onnx_model: Any = None) -> ImportedMode
     if not is_qdq(model.mod):
         return model
     mod, folded = rewrite_qdq(model.mod)
+    mod, snapped = snap_scales(mod)
+    if snapped:
+        log.info("%s: %d boundary scale(s) rounded to C-exact float32", model.name, snapped)
     if is_qdq(mod):
         log.info("%s: quantize/dequantize left at float boundaries after folding %d op(s)",
                  model.name, len(folded))

@@ -194,12 +194,39 @@ def ds_cnn(float_mode: bool = False) -> onnx.ModelProto:
     return b.model("ds_cnn", [1, 1, 24, 12], y, [1, 12])
 
 
+def resnet8(float_mode: bool = False) -> onnx.ModelProto:
+    """A ResNet-8-like image net (tinyMLPerf's, on a 1x3x24x24 input so the int8 build fits one
+    qemu_cortex_m3 PE): conv 3→16, three residual stacks 16/32/64 (3x3 convs, 1x1 stride-2
+    shortcuts, int8 Add+ReLU), global average pool, dense 64→10. ~78k weights: the per-channel
+    overheads (bias, multiplier, shift: 9 B per output channel) are small next to the 3x3 convs.
+    Its fp32 twin (~310 KiB of weights) does not fit the PE's 256 KiB flash."""
+    b = QBuilder(22, float_mode)
+    x = b.q("x", 0.02, 0)
+    y = b.conv(x, 3, 16, 3, 0.02, 0.04, -128, pad=1, act="relu")
+    cin = 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        t = b.conv(y, cin, cout, 3, 0.04, 0.04, -128, stride=stride, pad=1, act="relu")
+        t = b.conv(t, cout, cout, 3, 0.04, 0.05, 0, pad=1)
+        s = y if stride == 1 else b.conv(y, cin, cout, 1, 0.04, 0.05, 0, stride=stride)
+        y = b.q(b.op("Relu", [b.op("Add", [s, t])]), 0.04, -128)
+        cin = cout
+    y = b.op("GlobalAveragePool", [y])
+    y = b.op("Flatten", [y])
+    y = b.q(y, 0.02, -128)
+    y = b.gemm(y, 64, 10, 0.02, 0.1, 0)
+    return b.model("resnet8", [1, 3, 24, 24], y, [1, 10])
+
+
 QZOO: dict[str, Callable[..., onnx.ModelProto]] = {
     "q_conv": q_conv, "q_conv_odd": q_conv_odd, "q_depthwise": q_depthwise,
     "q_dense": q_dense, "q_matmul": q_matmul, "ds_cnn": ds_cnn,
 }
 
 
+#: bigger models for benchmarks/int8.py (not in QZOO: the per-model unit tests stay quick)
+QZOO_BIG: dict[str, Callable[..., onnx.ModelProto]] = {"resnet8": resnet8}
+
+
 def fp32_twin(name: str) -> onnx.ModelProto:
     """The float32 network with the same (dequantized) weights and no QDQ nodes."""
-    return QZOO[name](float_mode=True)
+    return {**QZOO, **QZOO_BIG}[name](float_mode=True)
