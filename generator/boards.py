@@ -1,4 +1,4 @@
-"""PE kinds and meshes: the YAML files under ``boards/``, their loader, and ``pemesh boards``.
+"""PE kinds and meshes: the YAML files under ``boards/`` and their loader.
 
 A **PE kind** (``boards/pe/<name>.yaml``) says what one processing element is: CPU, memories, clock,
 how it is built (Zephyr board, bare-metal port) and emulated (QEMU machine), its link ports and an
@@ -7,7 +7,8 @@ grid of PEs of one kind, with the PEs that talk to the host and per-hop link fig
 
 Every file is validated against a JSON Schema (``boards/schema/*.schema.yaml``); a problem raises
 :class:`~generator.errors.BoardError` naming the file, the line, the field path (e.g.
-``pe_kind.accelerator.mac_array[1]``) and what is wrong.
+``pe_kind.accelerator.mac_array[1]``) and what is wrong (the YAML reading is in
+:mod:`generator.boards_yaml`; ``pemesh boards`` is in :mod:`generator.boards_cli`).
 
 PE ids count chip by chip (chip index ``cy * chips_x + cx``), then row by row inside a chip, so a
 PE id, its chip and its global grid coordinates convert into each other in O(1). Routing is XY
@@ -16,17 +17,13 @@ PE id, its chip and its global grid coordinates convert into each other in O(1).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import yaml
-
+from .boards_yaml import YamlDoc, quantity, read_yaml, validate
 from .errors import BoardError
 from .paths import boards_dir
 
@@ -36,13 +33,8 @@ log = logging.getLogger(__name__)
 HOST_ID = 0xFFFF
 DEFAULT_PE_KIND = "qemu_cortex_m3"
 
-_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "kB": 1000, "KB": 1000,
-          "MB": 1000 ** 2, "GB": 1000 ** 3, "Hz": 1, "kHz": 1000, "MHz": 1000 ** 2,
-          "GHz": 1000 ** 3}
-_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _RULE = re.compile(r"^\s*pe\s+([0-9]+)\s+of\s+"
                    r"(?:chip\s*\(\s*([0-9]+)\s*,\s*([0-9]+)\s*\)|every\s+chip)\s*$")
-_HINT_SCHEMA = "compare with the shipped files in {dir} and the schema in {dir}/schema"
 
 
 # ---- dataclasses -----------------------------------------------------------------------------
@@ -318,119 +310,8 @@ class Mesh:
                 "host_links": [list(self.coords(h)) for h in self.host_links]}
 
 
-# ---- reading and validating YAML -------------------------------------------------------------
-def _field_path(parts: Iterable[Any]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
-
-
-def _node_at(node: yaml.Node | None, parts: Iterable[Any]) -> yaml.Node | None:
-    """The deepest YAML node along a field path (for line numbers)."""
-    for p in parts:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == p), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(p, int) and p < len(node.value):
-            nxt = node.value[p]
-        else:
-            nxt = None
-        if nxt is None:
-            break
-        node = nxt
-    return node
-
-
-class _Doc:
-    """A parsed YAML file: data, its node tree (for line numbers) and where it came from."""
-
-    def __init__(self, source: str, data: Any, node: yaml.Node | None):
-        self.source, self.data, self.node = source, data, node
-
-    def error(self, parts: Iterable[Any], problem: str, hint: str | None = None) -> BoardError:
-        parts = list(parts)
-        node = _node_at(self.node, parts)
-        where = (f"{self.source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
-                 if node is not None else self.source)
-        return BoardError(f"{where}: {_field_path(parts)}: {problem}",
-                          hint or _HINT_SCHEMA.format(dir=boards_dir()))
-
-
-def _check_duplicate_keys(doc: _Doc, node: yaml.Node | None, parts: list[Any]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for k, v in node.value:
-            if k.value in seen:
-                raise doc.error(parts + [k.value], "key appears twice", "remove one of the two")
-            seen.add(k.value)
-            _check_duplicate_keys(doc, v, parts + [k.value])
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _check_duplicate_keys(doc, v, parts + [i])
-
-
-def _read_yaml(path: Path) -> _Doc:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise BoardError(f"cannot read {path}: {err.strerror or err}",
-                         "check the path; 'pemesh boards' lists the shipped names") from err
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = " ".join(x for x in (err.context, err.problem) if x)
-        raise BoardError(f"{where}: malformed YAML: {problem}",
-                         "fix the YAML syntax there (indentation, quotes around text "
-                         "containing ': ')") from err
-    except yaml.YAMLError as err:
-        raise BoardError(f"{path}: malformed YAML: {err}", "fix the YAML syntax") from err
-    doc = _Doc(str(path), data, node)
-    _check_duplicate_keys(doc, node, [])
-    return doc
-
-
-@lru_cache(maxsize=None)
-def _schema(kind: str) -> dict[str, Any]:
-    path = boards_dir() / "schema" / f"{kind}.schema.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _validate(doc: _Doc, kind: str, data: Any, prefix: tuple[Any, ...] = ()) -> None:
-    """Validate ``data`` (found at ``prefix`` in ``doc``) against a schema; raise the first
-    problems as one BoardError."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(_schema(kind))
-    errors = sorted(validator.iter_errors(data),
-                    key=lambda e: ([str(p) for p in e.absolute_path], e.message))
-    if not errors:
-        return
-    lines = []
-    for e in errors[:8]:
-        parts = list(prefix) + list(e.absolute_path)
-        if e.validator in ("anyOf", "oneOf") and "description" in e.schema:
-            problem = f"{e.instance!r} is not {e.schema['description']}"
-        else:
-            problem = e.message
-        lines.append(str(doc.error(parts, problem)).split("\n")[0])
-    more = f"\n  (and {len(errors) - 8} more)" if len(errors) > 8 else ""
-    raise BoardError("invalid " + ("PE kind" if kind == "pe_kind" else "mesh") + ":\n  "
-                     + "\n  ".join(lines) + more, _HINT_SCHEMA.format(dir=boards_dir()))
-
-
-def _quantity(value: int | str) -> int:
-    if isinstance(value, int):
-        return value
-    m = _QUANTITY.match(value)
-    assert m is not None, value     # the schema's pattern guarantees the shape
-    return int(round(float(m.group(1)) * _UNITS[m.group(2)]))
-
-
 # ---- building dataclasses --------------------------------------------------------------------
-def _build_pe_kind(doc: _Doc, d: dict[str, Any], at: tuple[Any, ...]) -> PeKind:
+def _build_pe_kind(doc: YamlDoc, d: dict[str, Any], at: tuple[Any, ...]) -> PeKind:
     """A PeKind from a schema-valid mapping found at field path ``at`` in ``doc``."""
     links = tuple(Link(int(x["id"]), x["name"], x["kind"], x.get("uart")) for x in d["links"])
     for i, lk in enumerate(links):
@@ -445,9 +326,9 @@ def _build_pe_kind(doc: _Doc, d: dict[str, Any], at: tuple[Any, ...]) -> PeKind:
         if names.index(n) != i:
             raise doc.error(at + ("links", i, "name"), f"link name '{n}' is used twice")
     code_in_ram = bool(d.get("code_in_ram", False))
-    flash, ram = _quantity(d["flash_bytes"]), _quantity(d["ram_bytes"])
+    flash, ram = quantity(d["flash_bytes"]), quantity(d["ram_bytes"])
     res = d["runtime_reserve"]
-    res_flash, res_ram = _quantity(res["flash_bytes"]), _quantity(res["ram_bytes"])
+    res_flash, res_ram = quantity(res["flash_bytes"]), quantity(res["ram_bytes"])
     if code_in_ram and (flash or res_flash):
         bad = ("flash_bytes",) if flash else ("runtime_reserve", "flash_bytes")
         raise doc.error(at + bad, "must be 0 when code_in_ram is true (code counts as RAM)")
@@ -480,12 +361,12 @@ def _build_pe_kind(doc: _Doc, d: dict[str, Any], at: tuple[Any, ...]) -> PeKind:
     return PeKind(
         name=d["name"], description=d["description"], cpu=d["cpu"], fpu=d["fpu"],
         code_in_ram=code_in_ram, flash_bytes=flash, ram_bytes=ram,
-        clock_hz=_quantity(d["clock_hz"]), zephyr_board=d["zephyr_board"], qemu=d["qemu"],
+        clock_hz=quantity(d["clock_hz"]), zephyr_board=d["zephyr_board"], qemu=d["qemu"],
         port=d["port"], reserve_flash_bytes=res_flash, reserve_ram_bytes=res_ram, links=links,
         accelerator=accel, source=doc.source)
 
 
-def _host_links(doc: _Doc, entries: list[Any], cx: int, cy: int, px: int, py: int,
+def _host_links(doc: YamlDoc, entries: list[Any], cx: int, cy: int, px: int, py: int,
                 make_id) -> tuple[int, ...]:
     ids: set[int] = set()
     at = ("mesh", "host_links")
@@ -513,12 +394,12 @@ def _host_links(doc: _Doc, entries: list[Any], cx: int, cy: int, px: int, py: in
     return tuple(sorted(ids))
 
 
-def _build_mesh(doc: _Doc, base: Path | None) -> Mesh:
-    _validate(doc, "mesh", doc.data)
+def _build_mesh(doc: YamlDoc, base: Path | None) -> Mesh:
+    validate(doc, "mesh", doc.data)
     d = doc.data["mesh"]
     pk = d["pe_kind"]
     if isinstance(pk, dict):
-        _validate(doc, "pe_kind", {"pe_kind": pk}, ("mesh",))
+        validate(doc, "pe_kind", {"pe_kind": pk}, ("mesh",))
         pe_kind = _build_pe_kind(doc, pk, ("mesh", "pe_kind"))
     elif pk.endswith((".yaml", ".yml")) or "/" in pk:
         pe_kind = load_pe_kind((base / pk) if base is not None else Path(pk))
@@ -565,8 +446,8 @@ def _resolve(name_or_path: str | Path, sub: str, what: str) -> tuple[Path, str |
 def load_pe_kind(name_or_path: str | Path) -> PeKind:
     """Load and validate a PE kind: a name from ``boards/pe/`` or a path to a YAML file."""
     path, name = _resolve(name_or_path, "pe", "PE kind")
-    doc = _read_yaml(path)
-    _validate(doc, "pe_kind", doc.data)
+    doc = read_yaml(path)
+    validate(doc, "pe_kind", doc.data)
     pe = _build_pe_kind(doc, doc.data["pe_kind"], ("pe_kind",))
     if name is not None and pe.name != name:
         raise doc.error(("pe_kind", "name"), f"'{pe.name}' differs from the file name '{name}'",
@@ -578,7 +459,7 @@ def load_pe_kind(name_or_path: str | Path) -> PeKind:
 def load_mesh(name_or_path: str | Path) -> Mesh:
     """Load and validate a mesh: a name from ``boards/mesh/`` or a path to a YAML file."""
     path, name = _resolve(name_or_path, "mesh", "mesh")
-    doc = _read_yaml(path)
+    doc = read_yaml(path)
     mesh = _build_mesh(doc, path.parent)
     if name is not None and mesh.name != name:
         raise doc.error(("mesh", "name"), f"'{mesh.name}' differs from the file name '{name}'",
@@ -589,7 +470,7 @@ def load_mesh(name_or_path: str | Path) -> Mesh:
 
 def mesh_from_json(d: dict[str, Any], source: str = "<mesh.json>") -> Mesh:
     """Rebuild a mesh from :meth:`Mesh.to_json` (e.g. out of a manifest), validating it again."""
-    return _build_mesh(_Doc(source, {"mesh": d}, None), None)
+    return _build_mesh(YamlDoc(source, {"mesh": d}, None), None)
 
 
 def single_pe_mesh(pe_kind: PeKind) -> Mesh:
@@ -622,63 +503,12 @@ def list_boards() -> BoardList:
     return BoardList(tuple(load_pe_kind(n) for n in _names("pe")), tuple(meshes))
 
 
-# ---- pemesh boards ---------------------------------------------------------------------------
-def format_bytes(n: int) -> str:
-    """``262144`` → ``256 KiB``."""
-    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % (size // 4) == 0:
-            return f"{n / size:g} {unit}"
-    return f"{n} B"
+#: names that moved to generator.boards_cli, still importable from here
+_CLI_NAMES = ("boards_command", "render_boards_text", "format_bytes", "format_hz")
 
 
-def format_hz(n: int) -> str:
-    """``12000000`` → ``12 MHz``."""
-    for unit, size in (("GHz", 10 ** 9), ("MHz", 10 ** 6), ("kHz", 10 ** 3)):
-        if n >= size:
-            return f"{n / size:g} {unit}"
-    return f"{n} Hz"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-                     for r in [headers] + rows)
-
-
-def render_boards_text(boards: BoardList) -> str:
-    """The text listing of ``pemesh boards``."""
-    pe_rows = []
-    for p in boards.pe_kinds:
-        a = p.accelerator
-        accel = (f"{a.name} {a.mac_array[0]}x{a.mac_array[1]} {'/'.join(a.dtypes)}"
-                 if a else "-")
-        pe_rows.append([p.name, p.cpu, "yes" if p.fpu else "no",
-                        "(in RAM)" if p.code_in_ram else format_bytes(p.flash_bytes),
-                        format_bytes(p.ram_bytes), format_hz(p.clock_hz), p.qemu or "-",
-                        p.zephyr_board or "-", p.port, accel])
-    mesh_rows = []
-    for m in boards.meshes:
-        hl = ", ".join(f"({x},{y})" for x, y in (m.coords(h) for h in m.host_links[:3]))
-        if len(m.host_links) > 3:
-            hl += f", ... ({len(m.host_links)})"
-        mesh_rows.append([m.name, m.pe_kind.name, f"{m.chips_x}x{m.chips_y}",
-                          f"{m.pes_x}x{m.pes_y}", f"{m.width}x{m.height}", str(m.num_pes), hl])
-    return ("PE kinds\n"
-            + _table(["name", "cpu", "fpu", "flash", "ram", "clock", "qemu", "zephyr board",
-                      "port", "accelerator"], pe_rows)
-            + "\n\nMeshes\n"
-            + _table(["name", "pe kind", "chips", "PEs/chip", "grid", "PEs", "host links"],
-                     mesh_rows)
-            + "\n")
-
-
-def boards_command(args: argparse.Namespace) -> int:
-    """``pemesh boards [--format text|json]``: list PE kinds and meshes."""
-    boards = list_boards()
-    if getattr(args, "format", "text") == "json":
-        print(json.dumps({"pe_kinds": [p.to_json() for p in boards.pe_kinds],
-                          "meshes": [m.summary() for m in boards.meshes]},
-                         indent=2, sort_keys=True))
-    else:
-        print(render_boards_text(boards), end="")
-    return 0
+def __getattr__(name: str) -> Any:
+    if name in _CLI_NAMES:
+        from . import boards_cli
+        return getattr(boards_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -153,17 +153,27 @@ def fit_problems(sizes: ImageSizes, board: str, limits: Limits | None = None) ->
 
 # --- app description -----------------------------------------------------------------------
 
+def _read_json(path: Path, missing: str, missing_hint: str, bad_hint: str) -> Any:
+    """The JSON document at ``path``; UsageError ``missing`` (a suffix to "PATH not found")
+    when it is absent, or naming the parse error when it is not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} not found{missing}", hint=missing_hint) from None
+    except ValueError as err:
+        raise UsageError(f"{path} is not valid JSON: {err}", hint=bad_hint) from None
+
+
 def load_app_spec(app_dir: Path) -> AppSpec:
     """Read ``pemesh_app.json`` of an app folder."""
     path = Path(app_dir) / APP_JSON
+    rerender = "re-render the app with 'pemesh compile --force'"
+    doc = _read_json(path, f": {app_dir} is not a rendered pemesh app",
+                     "run 'pemesh compile' to write OUT/pes/<pe>/", rerender)
     try:
-        return AppSpec.from_json(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise UsageError(f"{path} not found: {app_dir} is not a rendered pemesh app",
-                         hint="run 'pemesh compile' to write OUT/pes/<pe>/") from None
+        return AppSpec.from_json(doc)
     except (KeyError, ValueError, TypeError) as err:
-        raise UsageError(f"{path} is malformed: {err}",
-                         hint="re-render the app with 'pemesh compile --force'") from None
+        raise UsageError(f"{path} is malformed: {err}", hint=rerender) from None
 
 
 @dataclass(frozen=True)
@@ -427,14 +437,8 @@ def _build_west(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
 def load_mesh(out: Path) -> dict[str, Any]:
     """Read ``OUT/mesh.json``."""
     path = Path(out) / "mesh.json"
-    try:
-        mesh = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path} not found", hint="run 'pemesh compile MODEL -o OUT' first") \
-            from None
-    except ValueError as err:
-        raise UsageError(f"{path} is not valid JSON: {err}",
-                         hint="re-run 'pemesh compile --force'") from None
+    mesh = _read_json(path, "", "run 'pemesh compile MODEL -o OUT' first",
+                      "re-run 'pemesh compile --force'")
     if not mesh.get("pes"):
         raise UsageError(f"{path} lists no PEs", hint="re-run 'pemesh compile --force'")
     return mesh
@@ -490,10 +494,8 @@ def load_build(out: Path) -> tuple[dict[str, Any], dict[str, BuildResult]]:
     """Read OUT/build/build.json: the document and a BuildResult per image (= per PE)."""
     out = Path(out).resolve()
     path = out / "build" / BUILD_JSON
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path} not found", hint=f"run 'pemesh build {out}' first") from None
+    doc = _read_json(path, "", f"run 'pemesh build {out}' first",
+                     f"rebuild with 'pemesh build {out}'")
     return doc, {name: BuildResult.from_json(d, out) for name, d in doc["images"].items()}
 
 

@@ -118,7 +118,7 @@ class ReportCmd(Command):
 class BoardsCmd(Command):
     name = "boards"
     help = "list PE kinds and meshes"
-    target = "generator.boards:boards_command"
+    target = "generator.boards_cli:boards_command"
 
     def add_arguments(self, p):
         p.add_argument("--format", choices=["text", "json"], default="text")

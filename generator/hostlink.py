@@ -58,6 +58,14 @@ def _unpack(func: Any, frame: Frame, pe_id: int) -> Any:
             from None
 
 
+def pe_error(frame: Frame, pe_id: int, who: str, hint: str, awaiting: str | None = None
+             ) -> RunError:
+    """The RunError for an ERROR frame from PE ``pe_id`` (named ``who`` in the message)."""
+    err = _unpack(unpack_error, frame, pe_id)
+    during = f" (while awaiting {awaiting})" if awaiting else ""
+    return RunError(f"{who} reported error {err.code}: {err.message}{during}", hint=hint)
+
+
 class HostLink:
     """Talk to one PE over its host link.
 
@@ -109,10 +117,8 @@ class HostLink:
                              frame.payload.decode("utf-8", "replace").rstrip())
                     continue
                 if frame.type == FrameType.ERROR:
-                    err = _unpack(unpack_error, frame, self.pe_id)
-                    raise RunError(f"PE {self.pe_id} reported error {err.code}: {err.message} "
-                                   f"(while awaiting {awaiting})",
-                                   hint="check the inputs' sizes and the PE's log")
+                    raise pe_error(frame, self.pe_id, f"PE {self.pe_id}",
+                                   "check the inputs' sizes and the PE's log", awaiting)
                 return frame
             if time.monotonic() >= deadline:
                 if quiet:
@@ -402,8 +408,6 @@ def ping_all(links: Sequence[MeshPeLink], timeout: float) -> dict[int, PongInfo]
                         link.max_payload = int(pong.max_payload) or MAX_PAYLOAD
                         pongs[link.pe_id] = pong
                     elif frame.type == FrameType.ERROR:
-                        err = _unpack(unpack_error, frame, link.pe_id)
-                        raise RunError(f"PE {link.pe_id} reported error {err.code}: "
-                                       f"{err.message} (while awaiting PONG)",
-                                       hint="check the PE's log")
+                        raise pe_error(frame, link.pe_id, f"PE {link.pe_id}",
+                                       "check the PE's log", "PONG")
     return pongs

@@ -32,8 +32,8 @@ from .boards import Mesh, load_mesh as load_board_mesh, load_pe_kind, mesh_from_
 from .build import BuildResult, load_build, load_mesh
 from .errors import BoardError, CheckError, RunError, UsageError
 from .fabric import Fabric, FabricStats, Faults
-from .hostlink import READY, MeshPeLink, _unpack, ping_all
-from .messaging import Frame, FrameType, Stats, unpack_error, unpack_stats
+from .hostlink import READY, MeshPeLink, _unpack, pe_error, ping_all
+from .messaging import Frame, FrameType, Stats, unpack_stats
 from .run import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, compare, launch, load_inputs,
                   save_outputs, ticks_to_instructions)
 from .spec import TensorSpec
@@ -336,9 +336,8 @@ class MeshRunner:
             self.stats[pe.id] = _unpack(unpack_stats, frame, pe.id)
             self.runs[pe.id] = self.stats[pe.id].inferences
         elif frame.type == FrameType.ERROR:
-            err = _unpack(unpack_error, frame, pe.id)
-            raise RunError(f"{pe.describe()} reported error {err.code}: {err.message}",
-                           hint=f"see the PE logs in {self.log_dir or 'the run folder'}")
+            raise pe_error(frame, pe.id, pe.describe(),
+                           f"see the PE logs in {self.log_dir or 'the run folder'}")
         elif frame.type == FrameType.LOG:
             log.info("%s: %s", pe.name, frame.payload.decode("utf-8", "replace").rstrip())
         else:

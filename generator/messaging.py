@@ -15,6 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Sequence
 
 SYNC = b"\xA5\x5A"
 PROTO_VERSION = 1
@@ -327,6 +328,8 @@ ROUTE_SIZE = 6
 MAX_ROUTES = ROUTE_BYTES // ROUTE_SIZE   # 18
 ROLE_SINGLE = 0
 ROLE_STAGE = 1
+#: AppSpec.role → pemesh_pe_config.role (include/pemesh/config.h, enum pemesh_role)
+ROLE_VALUES = {"single": ROLE_SINGLE, "stage": ROLE_STAGE}
 ROUTE_OUTPUT = 1
 ROUTE_SOURCE = 2
 FLAG_HOST_OUTPUTS = 1 << 0
@@ -344,29 +347,40 @@ class PeConfig:
     flags: int = 0
 
 
+def pack_routes(routes: Sequence[Sequence[int]]) -> bytes:
+    """The 112-byte routes field: ``(kind, a, pe, b)`` as 6-byte entries, zero after them
+    (ValueError on more than 18 routes or a field out of range)."""
+    if len(routes) > MAX_ROUTES:
+        raise ValueError(f"{len(routes)} routes do not fit the config block (at most "
+                         f"{MAX_ROUTES})")
+    try:
+        packed = b"".join(_ROUTE.pack(*r) for r in routes)
+    except struct.error as exc:
+        raise ValueError(f"config field out of range: {exc}") from exc
+    return packed + bytes(ROUTE_BYTES - len(packed))
+
+
 def pack_pe_config(cfg: PeConfig) -> bytes:
     """The 128 little-endian bytes of a config block (ValueError on more than 18 routes or a
     field out of range)."""
-    if len(cfg.routes) > MAX_ROUTES:
-        raise ValueError(f"{len(cfg.routes)} routes do not fit the config block (at most "
-                         f"{MAX_ROUTES})")
+    routes = pack_routes(cfg.routes)
     try:
         head = _PE_CONFIG.pack(PE_CONFIG_MAGIC, PE_CONFIG_VERSION, cfg.pe_id, cfg.role,
                                len(cfg.routes), 0, cfg.flags)
-        routes = b"".join(_ROUTE.pack(*r) for r in cfg.routes)
     except struct.error as exc:
         raise ValueError(f"config field out of range: {exc}") from exc
-    return head + routes + bytes(ROUTE_BYTES - len(routes))
+    return head + routes
 
 
 def unpack_pe_config(raw: bytes) -> PeConfig:
     """Decode a config block (ValueError on a bad size, magic, version or route count)."""
     if len(raw) != PE_CONFIG_SIZE:
-        raise ValueError(f"config block of {len(raw)} bytes, expected {PE_CONFIG_SIZE}")
+        raise ValueError(f"a pemesh_pe_config is {PE_CONFIG_SIZE} bytes, not {len(raw)}")
     magic, version, pe_id, role, n, _reserved, flags = _PE_CONFIG.unpack_from(raw)
     if magic != PE_CONFIG_MAGIC or version != PE_CONFIG_VERSION:
-        raise ValueError(f"bad config block: magic {magic:#x}, version {version}")
+        raise ValueError(f"not a pemesh_pe_config v{PE_CONFIG_VERSION}: magic {magic:#010x} "
+                         f"(expected {PE_CONFIG_MAGIC:#010x}), version {version}")
     if n > MAX_ROUTES:
-        raise ValueError(f"config block claims {n} routes (at most {MAX_ROUTES})")
+        raise ValueError(f"pemesh_pe_config claims {n} routes (at most {MAX_ROUTES})")
     routes = tuple(_ROUTE.unpack_from(raw, _PE_CONFIG.size + ROUTE_SIZE * i) for i in range(n))
     return PeConfig(pe_id, role, routes, flags)

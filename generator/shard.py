@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .aot.graph import const_value
 from .errors import DoesNotFitError
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,7 @@ def _const_array(expr) -> np.ndarray | None:
 
     if not isinstance(expr, Constant):
         return None
-    data = getattr(expr, "data", None)
-    if data is None:
-        data = expr.value
-    return data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+    return const_value(expr)
 
 
 def shard_layers(mod, weight_budget: int) -> tuple[object, list[ShardDecision]]:

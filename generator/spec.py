@@ -19,6 +19,11 @@ SUPPORTED_DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool
 _C_IDENT = re.compile(r"[^0-9A-Za-z_]")
 
 
+def tensor_nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    """Bytes of a dense tensor of ``shape`` and ``dtype`` (one element for the scalar shape ())."""
+    return int(prod(int(d) for d in shape)) * np.dtype(dtype).itemsize
+
+
 def c_identifier(name: str) -> str:
     """A stable C identifier for a model-level name (``input.1`` → ``input_1``)."""
     ident = _C_IDENT.sub("_", name)
@@ -45,7 +50,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return self.num_elements * np.dtype(self.dtype).itemsize
+        return tensor_nbytes(self.shape, self.dtype)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}

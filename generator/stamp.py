@@ -3,9 +3,10 @@
 PEs of one stage run one firmware image; only ``struct pemesh_pe_config`` (128 bytes in the flash
 section ``.pemesh_config``, ``include/pemesh/config.h``) differs per PE. So ``pemesh build``
 links one image per stage and, for every other PE of the stage, copies the ELF (and its flash
-``.bin``) and overwrites those 128 bytes with the PE's own block — packed here, in Python, from
-the PE's :class:`~generator.spec.AppSpec`, byte for byte what the generated ``src/pe_config.c``
-compiles to (tests/test_stamp.py checks that against arm-none-eabi-gcc and gcc).
+``.bin``) and overwrites those 128 bytes with the PE's own block — checked here and packed by
+:func:`generator.messaging.pack_pe_config` from the PE's :class:`~generator.spec.AppSpec`, byte
+for byte what the generated ``src/pe_config.c`` compiles to (tests/test_stamp.py checks that
+against arm-none-eabi-gcc and gcc).
 
 Layout (little-endian): 0 u32 magic ``0x434D4550`` ("PEMC"), 4 u16 version 1, 6 u16 pe_id,
 8 u8 role, 9 u8 n_routes, 10 u16 reserved, 12 u32 flags, 16 routes[112]: ``n_routes`` entries of
@@ -30,12 +31,13 @@ import hashlib
 import json
 import logging
 import os
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from . import messaging
+from .elf import SHF_ALLOC, SHT_NOBITS, Section, Segment, read_elf
 from .errors import BuildError, UsageError
 from .spec import AppSpec, Route
 
@@ -45,19 +47,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECTION = ".pemesh_config"
-MAGIC = 0x434D4550            # PEMESH_PE_CONFIG_MAGIC ("PEMC")
-VERSION = 1                   # PEMESH_PE_CONFIG_VERSION
-SIZE = 128                    # PEMESH_PE_CONFIG_SIZE
-ROUTE_BYTES = 112             # PEMESH_PE_CONFIG_ROUTE_BYTES
-ROUTE_SIZE = 6                # u8 kind, u8 a, u16 pe, u16 b
-MAX_ROUTES = ROUTE_BYTES // ROUTE_SIZE   # 18
-HOST_ID = 0xFFFF
+#: the block's layout lives in generator.messaging (the one packer); these are its names here
+MAGIC = messaging.PE_CONFIG_MAGIC       # PEMESH_PE_CONFIG_MAGIC ("PEMC")
+VERSION = messaging.PE_CONFIG_VERSION   # PEMESH_PE_CONFIG_VERSION
+SIZE = messaging.PE_CONFIG_SIZE         # PEMESH_PE_CONFIG_SIZE
+ROUTE_BYTES = messaging.ROUTE_BYTES     # PEMESH_PE_CONFIG_ROUTE_BYTES
+ROUTE_SIZE = messaging.ROUTE_SIZE       # u8 kind, u8 a, u16 pe, u16 b
+MAX_ROUTES = messaging.MAX_ROUTES       # 18
+HOST_ID = messaging.HOST_ID
 
 #: AppSpec.role → pemesh_pe_config.role (CONTRACTS §6: 0 SINGLE, 1 STAGE)
-ROLE_VALUES = {"single": 0, "stage": 1}
-
-_HEADER = struct.Struct("<IHHBBHI")     # magic, version, pe_id, role, n_routes, reserved, flags
-_ROUTE = struct.Struct("<BBHH")
+ROLE_VALUES = messaging.ROLE_VALUES
 
 _HINT_REBUILD = ("rebuild the image from a rendered app ('pemesh compile --force', then "
                  "'pemesh build'); its src/pe_config.c places struct pemesh_pe_config in "
@@ -78,19 +78,21 @@ class PeConfig:
     routes: tuple[Route, ...]
 
 
-def pack_routes(routes: tuple[Route, ...] | list[Route]) -> bytes:
-    """The 112-byte routes field: 6-byte entries, zero-filled (UsageError if they do not fit)."""
+def _check_routes(routes: tuple[Route, ...] | list[Route]) -> None:
     if len(routes) > MAX_ROUTES:
         raise UsageError(f"{len(routes)} routes do not fit pemesh_pe_config (at most "
                          f"{MAX_ROUTES})", hint="place the stage so that it has fewer links")
-    out = bytearray(ROUTE_BYTES)
-    for i, r in enumerate(routes):
+    for r in routes:
         if not (0 <= r.kind <= 0xFF and 0 <= r.a <= 0xFF and 0 <= r.pe <= 0xFFFF
                 and 0 <= r.b <= 0xFFFF):
             raise UsageError(f"route {r} is out of range (u8 kind, u8 a, u16 pe, u16 b)",
                              hint="check the placement's routes")
-        _ROUTE.pack_into(out, i * ROUTE_SIZE, r.kind, r.a, r.pe, r.b)
-    return bytes(out)
+
+
+def pack_routes(routes: tuple[Route, ...] | list[Route]) -> bytes:
+    """The 112-byte routes field: 6-byte entries, zero-filled (UsageError if they do not fit)."""
+    _check_routes(routes)
+    return messaging.pack_routes([(r.kind, r.a, r.pe, r.b) for r in routes])
 
 
 def pack_pe_config(spec: AppSpec) -> bytes:
@@ -105,36 +107,23 @@ def pack_pe_config(spec: AppSpec) -> bytes:
     if not 0 <= spec.flags <= 0xFFFFFFFF:
         raise UsageError(f"PE '{spec.pe_name}': flags {spec.flags:#x} do not fit in u32",
                          hint="see CONTRACTS §6 for the flag bits")
-    head = _HEADER.pack(MAGIC, VERSION, spec.pe_id, ROLE_VALUES[spec.role], len(spec.routes),
-                        0, spec.flags)
-    raw = head + pack_routes(spec.routes)
-    assert len(raw) == SIZE
-    return raw
+    _check_routes(spec.routes)
+    return messaging.pack_pe_config(messaging.PeConfig(
+        spec.pe_id, ROLE_VALUES[spec.role], tuple((r.kind, r.a, r.pe, r.b) for r in spec.routes),
+        spec.flags))
 
 
 def unpack_pe_config(raw: bytes) -> PeConfig:
     """Decode 128 bytes of ``struct pemesh_pe_config`` (BuildError if they are not one)."""
-    if len(raw) != SIZE:
-        raise BuildError(f"a pemesh_pe_config is {SIZE} bytes, not {len(raw)}",
-                         hint=_HINT_REBUILD)
-    magic, version, pe_id, role, n_routes, _, flags = _HEADER.unpack_from(raw, 0)
-    if magic != MAGIC or version != VERSION:
-        raise BuildError(f"not a pemesh_pe_config v{VERSION}: magic {magic:#010x} (expected "
-                         f"{MAGIC:#010x}), version {version}", hint=_HINT_REBUILD)
-    if n_routes > MAX_ROUTES:
-        raise BuildError(f"pemesh_pe_config claims {n_routes} routes (at most {MAX_ROUTES})",
-                         hint=_HINT_REBUILD)
-    routes = tuple(Route(*_ROUTE.unpack_from(raw, _HEADER.size + i * ROUTE_SIZE))
-                   for i in range(n_routes))
-    return PeConfig(magic, version, pe_id, role, flags, routes)
+    try:
+        cfg = messaging.unpack_pe_config(raw)
+    except ValueError as err:
+        raise BuildError(str(err), hint=_HINT_REBUILD) from None
+    return PeConfig(MAGIC, VERSION, cfg.pe_id, cfg.role, cfg.flags,
+                    tuple(Route(*r) for r in cfg.routes))
 
 
 # --- finding the section -----------------------------------------------------------------------
-
-_SHT_NOBITS = 8
-_SHF_ALLOC = 0x2
-_PT_LOAD = 1
-
 
 @dataclass(frozen=True)
 class ConfigLocation:
@@ -147,84 +136,37 @@ class ConfigLocation:
     bin_offset: int | None      # offset in `objcopy -O binary` output; None if not loadable
 
 
-@dataclass(frozen=True)
-class _Section:
-    name: str
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-
-
-def _sections_and_segments(raw: bytes, what: str) -> tuple[list[_Section], list[tuple]]:
-    if raw[:4] != b"\x7fELF" or raw[4] not in (1, 2) or raw[5] not in (1, 2):
-        raise BuildError(f"{what} is not an ELF file", hint=_HINT_REBUILD)
-    is64 = raw[4] == 2
-    e = "<" if raw[5] == 1 else ">"
-    try:
-        if is64:
-            phoff, shoff = struct.unpack_from(e + "QQ", raw, 0x20)
-            phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from(e + "HHHHH", raw,
-                                                                              0x36)
-            sh_fmt, ph_fmt = e + "IIQQQQ", e + "IIQQQQQQ"
-        else:
-            phoff, shoff = struct.unpack_from(e + "II", raw, 0x1C)
-            phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from(e + "HHHHH", raw,
-                                                                              0x2A)
-            sh_fmt, ph_fmt = e + "IIIIII", e + "IIIIIIII"
-        heads = [struct.unpack_from(sh_fmt, raw, shoff + i * shentsize) for i in range(shnum)]
-        if not heads or shstrndx >= shnum:
-            raise BuildError(f"{what} has no section headers", hint=_HINT_REBUILD)
-        str_off, str_size = heads[shstrndx][4], heads[shstrndx][5]
-        names = raw[str_off:str_off + str_size]
-        sections = []
-        for name_off, sh_type, flags, addr, off, size in heads:
-            name = names[name_off:names.index(b"\0", name_off)].decode("ascii", "replace")
-            sections.append(_Section(name, sh_type, flags, addr, off, size))
-        segments = []
-        for i in range(phnum):
-            ph = struct.unpack_from(ph_fmt, raw, phoff + i * phentsize)
-            if is64:   # type, flags, offset, vaddr, paddr, filesz, memsz, align
-                p_type, _, p_off, p_vaddr, p_paddr, p_filesz, _, _ = ph
-            else:      # type, offset, vaddr, paddr, filesz, memsz, flags, align
-                p_type, p_off, p_vaddr, p_paddr, p_filesz, _, _, _ = ph
-            if p_type == _PT_LOAD:
-                segments.append((p_off, p_vaddr, p_paddr, p_filesz))
-    except (struct.error, ValueError) as err:
-        raise BuildError(f"{what} is a truncated or malformed ELF file ({err})",
-                         hint=_HINT_REBUILD) from None
-    return sections, segments
-
-
-def _lma(sec: _Section, segments: list[tuple]) -> int:
+def _lma(sec: Section, segments: list[Segment]) -> int:
     """A section's load address: through the PT_LOAD segment whose file bytes hold it."""
-    for p_off, p_vaddr, p_paddr, p_filesz in segments:
-        if p_off <= sec.offset and sec.offset + sec.size <= p_off + p_filesz:
-            return p_paddr + (sec.offset - p_off)
+    for seg in segments:
+        if seg.offset <= sec.offset and sec.offset + sec.size <= seg.offset + seg.filesz:
+            return seg.paddr + (sec.offset - seg.offset)
     return sec.addr
 
 
 def find_config(raw: bytes, what: str = "image") -> ConfigLocation:
     """Locate ``.pemesh_config`` in the ELF bytes ``raw`` (BuildError if absent or not 128 B)."""
-    sections, segments = _sections_and_segments(raw, what)
+    try:
+        sections, segments = read_elf(raw)
+    except ValueError as err:
+        raise BuildError(f"{what} {err}", hint=_HINT_REBUILD) from None
     found = [s for s in sections if s.name == SECTION]
     if not found:
         raise BuildError(f"{what} has no {SECTION} section: cannot stamp a PE identity into it",
                          hint=_HINT_REBUILD)
     sec = found[0]
-    if sec.type == _SHT_NOBITS or sec.size != SIZE:
+    if sec.type == SHT_NOBITS or sec.size != SIZE:
         raise BuildError(f"{what}: section {SECTION} is {sec.size} bytes"
-                         f"{' without contents' if sec.type == _SHT_NOBITS else ''}, not the "
+                         f"{' without contents' if sec.type == SHT_NOBITS else ''}, not the "
                          f"{SIZE} of struct pemesh_pe_config", hint=_HINT_REBUILD)
     if sec.offset + sec.size > len(raw):
         raise BuildError(f"{what} is truncated: {SECTION} lies past its end", hint=_HINT_REBUILD)
     bin_offset = None
     lma = sec.addr
-    if sec.flags & _SHF_ALLOC and segments:
+    if sec.flags & SHF_ALLOC and segments:
         lma = _lma(sec, segments)
         loadable = [_lma(s, segments) for s in sections
-                    if s.flags & _SHF_ALLOC and s.type != _SHT_NOBITS and s.size > 0]
+                    if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.size > 0]
         bin_offset = lma - min(loadable)
     return ConfigLocation(sec.offset, sec.size, sec.addr, lma, bin_offset)
 

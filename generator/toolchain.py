@@ -16,13 +16,13 @@ import logging
 import os
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from .elf import SHF_ALLOC, SHF_WRITE, SHT_NOBITS, read_elf
 from .errors import ToolchainError
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,6 @@ def _is_zephyr_tree(path: Path) -> bool:
 
 # --- ELF sizes ------------------------------------------------------------------------------
 
-_SHF_WRITE = 0x1
-_SHF_ALLOC = 0x2
-_SHT_NOBITS = 8
-
-
 @dataclass(frozen=True)
 class ImageSizes:
     """Section sizes of a built image, in bytes (see the module docstring for the classes)."""
@@ -181,32 +176,20 @@ class ImageSizes:
 
 def elf_sizes(path: Path) -> ImageSizes:
     """Read text/data/bss from an ELF file's section headers (32/64-bit, either endianness)."""
-    raw = Path(path).read_bytes()
-    if raw[:4] != b"\x7fELF":
-        raise ToolchainError(f"{path} is not an ELF file", hint="rebuild the image")
-    is64 = raw[4] == 2
-    end = "<" if raw[5] == 1 else ">"
-    if is64:
-        shoff, = struct.unpack_from(end + "Q", raw, 0x28)
-        shentsize, shnum = struct.unpack_from(end + "HH", raw, 0x3A)
-    else:
-        shoff, = struct.unpack_from(end + "I", raw, 0x20)
-        shentsize, shnum = struct.unpack_from(end + "HH", raw, 0x2E)
+    try:
+        sections, _ = read_elf(Path(path).read_bytes())
+    except ValueError as err:
+        raise ToolchainError(f"{path} {err}", hint="rebuild the image") from None
     text = data = bss = 0
-    for i in range(shnum):
-        off = shoff + i * shentsize
-        if is64:
-            _, sh_type, flags, _, _, size = struct.unpack_from(end + "IIQQQQ", raw, off)
-        else:
-            _, sh_type, flags, _, _, size = struct.unpack_from(end + "IIIIII", raw, off)
-        if not flags & _SHF_ALLOC:
+    for sec in sections:
+        if not sec.flags & SHF_ALLOC:
             continue
-        if sh_type == _SHT_NOBITS:
-            bss += size
-        elif flags & _SHF_WRITE:
-            data += size
+        if sec.type == SHT_NOBITS:
+            bss += sec.size
+        elif sec.flags & SHF_WRITE:
+            data += sec.size
         else:
-            text += size
+            text += sec.size
     return ImageSizes(text, data, bss)
 
 

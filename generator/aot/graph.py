@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from ..spec import SUPPORTED_DTYPES
+from ..spec import SUPPORTED_DTYPES, tensor_nbytes
 
 
 @dataclass
@@ -30,10 +30,7 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= int(d)
-        return n * np.dtype(self.dtype).itemsize
+        return tensor_nbytes(self.shape, self.dtype)
 
 
 @dataclass
@@ -80,11 +77,16 @@ def _tensor_sinfo(sinfo, what: str) -> tuple[tuple[int, ...], str]:
     return tuple(dims), dtype
 
 
-def _const_value(expr) -> np.ndarray:
+def const_value(expr) -> np.ndarray:
+    """The numpy value of a TVM constant expression (relax or tir)."""
     data = getattr(expr, "data", None)
     if data is None:
         data = expr.value
     return data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+
+
+#: the former name, still imported by generator/quantize.py
+_const_value = const_value
 
 
 def _name(obj) -> str:
@@ -116,7 +118,7 @@ def build_program(mod) -> Program:
         if isinstance(expr, Constant):
             if expr in consts:
                 return consts[expr]
-            value = _const_value(expr)
+            value = const_value(expr)
             tid = prog.add(value.shape, value.dtype, "const",
                            index=sum(t.kind == "const" for t in prog.tensors), value=value)
             consts[expr] = tid

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UnsupportedModelError
+from ..spec import tensor_nbytes
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,7 @@ class PrimParam:
 
     @property
     def nbytes(self) -> int:
-        import numpy as np
-        n = 1
-        for d in self.shape:
-            n *= int(d)
-        return n * np.dtype(self.dtype).itemsize
+        return tensor_nbytes(self.shape, self.dtype)
 
 
 @dataclass(frozen=True)

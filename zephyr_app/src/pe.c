@@ -2,9 +2,9 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * The PE main loop. Role SINGLE serves the host link (docs/CONTRACTS.md §1, "One inference
- * on the host link"); role STAGE is a pipeline stage of a mesh (docs/CONTRACTS.md §6): seq
- * order per source, OUTPUT routes with READY credits, READY back to every input's source.
- * All mutable state sits in one struct pemesh_pe.
+ * on the host link"); role STAGE, a pipeline stage of a mesh (docs/CONTRACTS.md §6), is in
+ * pe_stage.c. This file holds what both roles send (PONG, STATS, ERROR, ACK, TENSOR chunks)
+ * and the input reassembly. All mutable state sits in one struct pemesh_pe.
  */
 #include <errno.h>
 #include <string.h>
@@ -14,6 +14,8 @@
 #include <pemesh/model.h>
 #include <pemesh/pe.h>
 #include <pemesh/port.h>
+
+#include "pe_internal.h"
 
 /* PONG must fit one payload: 6 u16 + a u32 size per input and per output. */
 _Static_assert(12u + 8u * PEMESH_MAX_TENSORS <= CONFIG_PEMESH_MAX_PAYLOAD,
@@ -38,17 +40,20 @@ static uint16_t pemesh_nchunks(uint32_t size)
 	return (uint16_t)(n == 0u ? 1u : n);
 }
 
+/* Payload bytes of chunk c of a tensor of `size` bytes (one empty chunk for size 0). */
+static uint16_t pemesh_chunk_len(uint32_t size, uint16_t c)
+{
+	uint32_t off = (uint32_t)c * PEMESH_MAX_PAYLOAD;
+	uint32_t len = size > off ? size - off : 0u;
+
+	return (uint16_t)(len > PEMESH_MAX_PAYLOAD ? PEMESH_MAX_PAYLOAD : len);
+}
+
 static int pemesh_pe_is_stage(const struct pemesh_pe *pe)
 {
 	return pe->role == PEMESH_ROLE_STAGE;
 }
 
-/* The link a frame for dst leaves on: SINGLE always the host link; STAGE host → 0, PE → 1. */
-static uint8_t pemesh_pe_link_for(const struct pemesh_pe *pe, uint16_t dst)
-{
-	return (pemesh_pe_is_stage(pe) && dst != PEMESH_HOST_ID) ? PEMESH_LINK_MESH
-								  : PEMESH_LINK_HOST;
-}
 
 static void pemesh_pe_write(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
 {
@@ -64,8 +69,8 @@ static void pemesh_pe_write(struct pemesh_pe *pe, uint8_t link, const struct pem
 
 /* One single-chunk frame with the PE's own seq counter (every frame in SINGLE, every
  * non-TENSOR frame in STAGE). */
-static void pemesh_pe_send(struct pemesh_pe *pe, uint8_t link, uint8_t type, uint16_t dst,
-			   uint16_t stream, const uint8_t *payload, uint16_t len)
+void pemesh_pe_send(struct pemesh_pe *pe, uint8_t link, uint8_t type, uint16_t dst,
+		    uint16_t stream, const uint8_t *payload, uint16_t len)
 {
 	struct pemesh_frame f = {
 		.type = type, .src = pe->pe_id, .dst = dst, .stream = stream,
@@ -76,34 +81,27 @@ static void pemesh_pe_send(struct pemesh_pe *pe, uint8_t link, uint8_t type, uin
 }
 
 /* Every chunk of output `out` to dst as input `stream`; seq numbers from *seq. */
-static void pemesh_pe_send_tensor(struct pemesh_pe *pe, uint8_t link, uint16_t dst,
-				  uint16_t stream, uint16_t out, uint16_t *seq)
+void pemesh_pe_send_tensor(struct pemesh_pe *pe, uint8_t link, uint16_t dst, uint16_t stream,
+			   uint16_t out, uint16_t *seq)
 {
 	const uint8_t *data = pemesh_model.outputs[out].data;
 	uint32_t size = pemesh_model.outputs[out].size;
 	uint16_t nch = pemesh_nchunks(size);
 
 	for (uint16_t c = 0; c < nch; c++) {
-		uint32_t off = (uint32_t)c * PEMESH_MAX_PAYLOAD;
-		uint32_t len = size - off;
 		struct pemesh_frame f = {
 			.type = PEMESH_FRAME_TENSOR, .src = pe->pe_id, .dst = dst,
 			.stream = stream, .seq = (*seq)++, .chunk = c, .nchunks = nch,
-			.payload = data + off,
+			.len = pemesh_chunk_len(size, c),
+			.payload = data + (uint32_t)c * PEMESH_MAX_PAYLOAD,
 		};
 
-		if (size == 0u) {
-			len = 0u;
-		} else if (len > PEMESH_MAX_PAYLOAD) {
-			len = PEMESH_MAX_PAYLOAD;
-		}
-		f.len = (uint16_t)len;
 		pemesh_pe_write(pe, link, &f);
 	}
 }
 
-static void pemesh_pe_error(struct pemesh_pe *pe, uint8_t link, uint16_t dst, int32_t code,
-			    const char *msg)
+void pemesh_pe_error(struct pemesh_pe *pe, uint8_t link, uint16_t dst, int32_t code,
+		     const char *msg)
 {
 	size_t n = strlen(msg);
 
@@ -120,52 +118,6 @@ static void pemesh_pe_reset_inputs(struct pemesh_pe *pe)
 	for (uint16_t i = 0; i < PEMESH_MAX_TENSORS; i++) {
 		pe->in[i].next_chunk = 0u;
 	}
-}
-
-/* The sequence state kept for a peer; created on first use when `create` (NULL when full). */
-static struct pemesh_pe_peer *pemesh_pe_peer(struct pemesh_pe *pe, uint16_t id, int create)
-{
-	struct pemesh_pe_peer *free_slot = NULL;
-
-	for (uint16_t i = 0; i < PEMESH_MAX_PEERS; i++) {
-		struct pemesh_pe_peer *p = &pe->peers[i];
-
-		if (p->used != 0u && p->id == id) {
-			return p;
-		}
-		if (p->used == 0u && free_slot == NULL) {
-			free_slot = p;
-		}
-	}
-	if (create && free_slot != NULL) {
-		free_slot->used = 1u;
-		free_slot->id = id;
-		free_slot->rx_expect = 0u;
-		free_slot->tx_seq = 0u;
-		return free_slot;
-	}
-	return NULL;
-}
-
-/* Read and check the routes of a STAGE PE; every route's PE gets a peer slot. */
-static int pemesh_pe_init_routes(struct pemesh_pe *pe, const volatile struct pemesh_pe_config *cfg)
-{
-	pe->n_routes = cfg->n_routes;
-	for (uint8_t i = 0; i < pe->n_routes; i++) {
-		struct pemesh_pe_route *rt = &pe->routes[i];
-
-		(void)pemesh_config_route(cfg, i, &rt->r);
-		if ((rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.a >= pemesh_model.n_outputs) ||
-		    (rt->r.kind == PEMESH_ROUTE_SOURCE && rt->r.a >= pemesh_model.n_inputs)) {
-			pe->init_error = "a route names a tensor the model does not have";
-			return -EINVAL;
-		}
-		rt->credits = 1u;
-		rt->pending = 0u;
-		(void)pemesh_pe_peer(pe, rt->r.pe, 1);
-	}
-	(void)pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
-	return 0;
 }
 
 int pemesh_pe_init(struct pemesh_pe *pe)
@@ -200,12 +152,12 @@ int pemesh_pe_init(struct pemesh_pe *pe)
 		pe->in[i].nchunks = pemesh_nchunks(pemesh_model.inputs[i].size);
 	}
 	if (pemesh_pe_is_stage(pe)) {
-		pe->init_status = pemesh_pe_init_routes(pe, cfg);
+		pe->init_status = pemesh_pe_stage_init(pe, cfg);
 	}
 	return pe->init_status;
 }
 
-static void pemesh_pe_pong(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
+void pemesh_pe_pong(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 {
 	const struct pemesh_model *m = &pemesh_model;
 	uint8_t *p = pe->payload;
@@ -229,7 +181,7 @@ static void pemesh_pe_pong(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 		       (uint16_t)(p - pe->payload));
 }
 
-static void pemesh_pe_stats(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
+void pemesh_pe_stats(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 {
 	uint32_t v[PEMESH_STAT_COUNT];
 	uint32_t accel_calls;
@@ -267,7 +219,7 @@ static void pemesh_pe_stats(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 }
 
 /* Run the model on the complete inputs; 0 or the model's status (inputs are reset). */
-static int32_t pemesh_pe_run_model(struct pemesh_pe *pe)
+int32_t pemesh_pe_run_model(struct pemesh_pe *pe)
 {
 	uint64_t t0 = pemesh_cycles();
 	int32_t status = pemesh_model.run();
@@ -296,98 +248,13 @@ static void pemesh_pe_infer_single(struct pemesh_pe *pe, uint16_t dst)
 	pemesh_pe_stats(pe, PEMESH_LINK_HOST, dst);
 }
 
-/* Role STAGE: send every pending output whose route holds a credit (routes to the host need
- * none: the host reads everything). Returns 1 if a tensor went to the host. */
-static int pemesh_pe_flush(struct pemesh_pe *pe)
-{
-	int to_host = 0;
-
-	for (uint8_t i = 0; i < pe->n_routes; i++) {
-		struct pemesh_pe_route *rt = &pe->routes[i];
-		struct pemesh_pe_peer *peer;
-
-		if (rt->pending == 0u || (rt->r.pe != PEMESH_HOST_ID && rt->credits == 0u)) {
-			continue;
-		}
-		peer = pemesh_pe_peer(pe, rt->r.pe, 1); /* made at init: never NULL */
-		if (peer == NULL) {
-			continue;
-		}
-		pemesh_pe_send_tensor(pe, pemesh_pe_link_for(pe, rt->r.pe), rt->r.pe, rt->r.b,
-				      rt->r.a, &peer->tx_seq);
-		rt->pending = 0u;
-		if (rt->r.pe == PEMESH_HOST_ID) {
-			to_host = 1;
-		} else {
-			rt->credits--;
-		}
-	}
-	return to_host;
-}
-
-static int pemesh_pe_outputs_busy(const struct pemesh_pe *pe)
-{
-	for (uint8_t i = 0; i < pe->n_routes; i++) {
-		if (pe->routes[i].pending != 0u) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* Role STAGE: run, READY to every input's source, then the outputs by their routes. */
-static void pemesh_pe_infer_stage(struct pemesh_pe *pe)
-{
-	struct pemesh_pe_peer *host = pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
-	int32_t status = pemesh_pe_run_model(pe);
-	int to_host = 0;
-
-	/* the inputs are consumed (even by a failed run): their producers may refill them */
-	for (uint8_t i = 0; i < pe->n_routes; i++) {
-		const struct pemesh_route *r = &pe->routes[i].r;
-		uint8_t ready[2];
-
-		if (r->kind != PEMESH_ROUTE_SOURCE) {
-			continue;
-		}
-		pemesh_put_le16(ready, r->a);
-		pemesh_pe_send(pe, pemesh_pe_link_for(pe, r->pe), PEMESH_FRAME_READY, r->pe, r->a,
-			       ready, sizeof(ready));
-		pe->ready_sent++;
-	}
-	if (status != 0) {
-		pemesh_pe_error(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, status, "model run failed");
-		return;
-	}
-	for (uint16_t o = 0; o < pemesh_model.n_outputs; o++) {
-		int routed = 0;
-
-		for (uint8_t i = 0; i < pe->n_routes; i++) {
-			struct pemesh_pe_route *rt = &pe->routes[i];
-
-			if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.a == o) {
-				rt->pending = 1u;
-				routed = 1;
-			}
-		}
-		if (!routed && (pe->flags & PEMESH_FLAG_HOST_OUTPUTS) != 0u && host != NULL) {
-			pemesh_pe_send_tensor(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, o, o,
-					      &host->tx_seq);
-			to_host = 1;
-		}
-	}
-	if (pemesh_pe_flush(pe) || to_host) {
-		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
-	}
-}
-
 /* Validate and store one TENSOR chunk; returns 0 or -errno with *msg set. */
 static int32_t pemesh_pe_store(struct pemesh_pe *pe, const struct pemesh_frame *f,
 			       const char **msg)
 {
 	const struct pemesh_model *m = &pemesh_model;
 	struct pemesh_pe_input *in;
-	uint32_t off, expect;
+	uint32_t off;
 
 	if (pe->init_status != 0) {
 		*msg = pe->init_error;
@@ -406,18 +273,11 @@ static int32_t pemesh_pe_store(struct pemesh_pe *pe, const struct pemesh_frame *
 		*msg = "TENSOR chunk out of order";
 		return -EPROTO;
 	}
-	off = (uint32_t)f->chunk * PEMESH_MAX_PAYLOAD;
-	expect = m->inputs[f->stream].size - off; /* off < size: chunk < nchunks */
-	if (expect > PEMESH_MAX_PAYLOAD) {
-		expect = PEMESH_MAX_PAYLOAD;
-	}
-	if (m->inputs[f->stream].size == 0u) {
-		expect = 0u;
-	}
-	if (f->len != expect) {
+	if (f->len != pemesh_chunk_len(m->inputs[f->stream].size, f->chunk)) {
 		*msg = "TENSOR payload length does not match the input size";
 		return -EMSGSIZE;
 	}
+	off = (uint32_t)f->chunk * PEMESH_MAX_PAYLOAD;
 	if (f->len > 0u) {
 		memcpy((uint8_t *)m->inputs[f->stream].data + off, f->payload, f->len);
 	}
@@ -425,7 +285,7 @@ static int32_t pemesh_pe_store(struct pemesh_pe *pe, const struct pemesh_frame *
 	return 0;
 }
 
-static int pemesh_pe_inputs_complete(const struct pemesh_pe *pe)
+int pemesh_pe_inputs_complete(const struct pemesh_pe *pe)
 {
 	if (pemesh_model.n_inputs == 0u) {
 		return 0;
@@ -438,7 +298,7 @@ static int pemesh_pe_inputs_complete(const struct pemesh_pe *pe)
 	return 1;
 }
 
-static void pemesh_pe_ack(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
+void pemesh_pe_ack(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
 {
 	uint8_t ack[4];
 
@@ -448,7 +308,7 @@ static void pemesh_pe_ack(struct pemesh_pe *pe, uint8_t link, const struct pemes
 }
 
 /* Store (or reject with ERROR) one TENSOR frame and ACK it on the link it came from. */
-static int32_t pemesh_pe_consume(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
+int32_t pemesh_pe_consume(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
 {
 	const char *msg = "";
 	int32_t err = pemesh_pe_store(pe, f, &msg);
@@ -461,113 +321,6 @@ static int32_t pemesh_pe_consume(struct pemesh_pe *pe, uint8_t link, const struc
 	return err;
 }
 
-/* Role STAGE: run while the inputs are complete and the outputs are free. */
-static void pemesh_pe_try_run(struct pemesh_pe *pe)
-{
-	if (pe->init_status != 0 || !pemesh_pe_inputs_complete(pe)) {
-		return;
-	}
-	if (pemesh_pe_outputs_busy(pe)) {
-		if (!pe->stalled) {
-			pe->stalled = 1u;
-			pe->credit_stalls++;
-		}
-		return;
-	}
-	pe->stalled = 0u;
-	pemesh_pe_infer_stage(pe);
-}
-
-/* Role STAGE: accept TENSOR frames from each source only in seq order. */
-static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
-				   const struct pemesh_frame *f)
-{
-	struct pemesh_pe_peer *peer = pemesh_pe_peer(pe, f->src, 1);
-	uint16_t ahead;
-
-	if (peer == NULL) {
-		pe->dropped_frames++; /* more sources than PEMESH_MAX_PEERS */
-		return;
-	}
-	ahead = (uint16_t)(f->seq - peer->rx_expect);
-	if (ahead >= 0x8000u) {
-		pe->rx_duplicates++; /* seen before: its ACK may have been lost */
-		pemesh_pe_ack(pe, link, f);
-		return;
-	}
-	if (ahead != 0u) {
-		pe->rx_gaps++; /* an earlier frame is missing: the writer resends from there */
-		return;
-	}
-	peer->rx_expect++;
-	(void)pemesh_pe_consume(pe, link, f);
-	pemesh_pe_try_run(pe);
-}
-
-/* Role STAGE: a READY gives the credit back to the OUTPUT routes it names. */
-static void pemesh_pe_ready(struct pemesh_pe *pe, const struct pemesh_frame *f)
-{
-	uint16_t stream;
-	int matched = 0;
-
-	if (f->len < 2u) {
-		pe->dropped_frames++;
-		return;
-	}
-	stream = pemesh_get_le16(f->payload);
-	for (uint8_t i = 0; i < pe->n_routes; i++) {
-		struct pemesh_pe_route *rt = &pe->routes[i];
-
-		if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.pe == f->src && rt->r.b == stream) {
-			rt->credits = 1u; /* one buffer per input: never more than one credit */
-			matched = 1;
-		}
-	}
-	if (!matched) {
-		pe->dropped_frames++;
-		return;
-	}
-	pe->ready_received++;
-	if (pemesh_pe_flush(pe)) {
-		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
-	}
-	pemesh_pe_try_run(pe);
-}
-
-static void pemesh_pe_frame_stage(struct pemesh_pe *pe, uint8_t link,
-				  const struct pemesh_frame *f)
-{
-	struct pemesh_pe_peer *peer;
-
-	if (f->dst != pe->pe_id &&
-	    !(f->dst == PEMESH_HOST_ID && (f->type == PEMESH_FRAME_PING ||
-					   f->type == PEMESH_FRAME_STATS))) {
-		pe->dropped_frames++; /* the fabric routes; frames for others are not ours */
-		return;
-	}
-	switch (f->type) {
-	case PEMESH_FRAME_TENSOR:
-		pemesh_pe_stage_tensor(pe, link, f);
-		break;
-	case PEMESH_FRAME_READY:
-		pemesh_pe_ready(pe, f);
-		break;
-	case PEMESH_FRAME_PING:
-		/* a new session of that sender: its TENSOR seq starts again at 0 */
-		peer = pemesh_pe_peer(pe, f->src, 1);
-		if (peer != NULL) {
-			peer->rx_expect = 0u;
-		}
-		pemesh_pe_pong(pe, link, f->src);
-		break;
-	case PEMESH_FRAME_STATS:
-		pemesh_pe_stats(pe, link, f->src);
-		break;
-	default:
-		pe->dropped_frames++;
-		break;
-	}
-}
 
 static void pemesh_pe_frame_single(struct pemesh_pe *pe, const struct pemesh_frame *f)
 {

@@ -1,0 +1,262 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Role STAGE of the PE main loop: a pipeline stage of a mesh (docs/CONTRACTS.md §6). TENSOR
+ * frames are accepted from each source only in seq order; an output goes out by its OUTPUT
+ * routes when the route holds a READY credit; after every run a READY goes back to each
+ * input's source. Frames to the host leave on link 0, frames to PEs on link 1. All state is in
+ * struct pemesh_pe (pe.c owns the one instance).
+ */
+#include <errno.h>
+#include <stddef.h>
+
+#include <pemesh/config.h>
+#include <pemesh/frame.h>
+#include <pemesh/model.h>
+#include <pemesh/pe.h>
+#include <pemesh/port.h>
+
+#include "pe_internal.h"
+
+/* The link a STAGE PE's frame for dst leaves on: the host → link 0, a PE → link 1. */
+static uint8_t pemesh_pe_stage_link(uint16_t dst)
+{
+	return dst != PEMESH_HOST_ID ? PEMESH_LINK_MESH : PEMESH_LINK_HOST;
+}
+
+/* The sequence state kept for a peer; created on first use when `create` (NULL when full). */
+static struct pemesh_pe_peer *pemesh_pe_peer(struct pemesh_pe *pe, uint16_t id, int create)
+{
+	struct pemesh_pe_peer *free_slot = NULL;
+
+	for (uint16_t i = 0; i < PEMESH_MAX_PEERS; i++) {
+		struct pemesh_pe_peer *p = &pe->peers[i];
+
+		if (p->used != 0u && p->id == id) {
+			return p;
+		}
+		if (p->used == 0u && free_slot == NULL) {
+			free_slot = p;
+		}
+	}
+	if (create && free_slot != NULL) {
+		free_slot->used = 1u;
+		free_slot->id = id;
+		free_slot->rx_expect = 0u;
+		free_slot->tx_seq = 0u;
+		return free_slot;
+	}
+	return NULL;
+}
+
+int pemesh_pe_stage_init(struct pemesh_pe *pe, const volatile struct pemesh_pe_config *cfg)
+{
+	pe->n_routes = cfg->n_routes;
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+
+		(void)pemesh_config_route(cfg, i, &rt->r);
+		if ((rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.a >= pemesh_model.n_outputs) ||
+		    (rt->r.kind == PEMESH_ROUTE_SOURCE && rt->r.a >= pemesh_model.n_inputs)) {
+			pe->init_error = "a route names a tensor the model does not have";
+			return -EINVAL;
+		}
+		rt->credits = 1u;
+		rt->pending = 0u;
+		(void)pemesh_pe_peer(pe, rt->r.pe, 1);
+	}
+	(void)pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
+	return 0;
+}
+
+/* Role STAGE: send every pending output whose route holds a credit (routes to the host need
+ * none: the host reads everything). Returns 1 if a tensor went to the host. */
+static int pemesh_pe_flush(struct pemesh_pe *pe)
+{
+	int to_host = 0;
+
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+		struct pemesh_pe_peer *peer;
+
+		if (rt->pending == 0u || (rt->r.pe != PEMESH_HOST_ID && rt->credits == 0u)) {
+			continue;
+		}
+		peer = pemesh_pe_peer(pe, rt->r.pe, 1); /* made at init: never NULL */
+		if (peer == NULL) {
+			continue;
+		}
+		pemesh_pe_send_tensor(pe, pemesh_pe_stage_link(rt->r.pe), rt->r.pe, rt->r.b,
+				      rt->r.a, &peer->tx_seq);
+		rt->pending = 0u;
+		if (rt->r.pe == PEMESH_HOST_ID) {
+			to_host = 1;
+		} else {
+			rt->credits--;
+		}
+	}
+	return to_host;
+}
+
+static int pemesh_pe_outputs_busy(const struct pemesh_pe *pe)
+{
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		if (pe->routes[i].pending != 0u) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Role STAGE: run, READY to every input's source, then the outputs by their routes. */
+static void pemesh_pe_infer_stage(struct pemesh_pe *pe)
+{
+	struct pemesh_pe_peer *host = pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
+	int32_t status = pemesh_pe_run_model(pe);
+	int to_host = 0;
+
+	/* the inputs are consumed (even by a failed run): their producers may refill them */
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		const struct pemesh_route *r = &pe->routes[i].r;
+		uint8_t ready[2];
+
+		if (r->kind != PEMESH_ROUTE_SOURCE) {
+			continue;
+		}
+		pemesh_put_le16(ready, r->a);
+		pemesh_pe_send(pe, pemesh_pe_stage_link(r->pe), PEMESH_FRAME_READY, r->pe, r->a,
+			       ready, sizeof(ready));
+		pe->ready_sent++;
+	}
+	if (status != 0) {
+		pemesh_pe_error(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, status, "model run failed");
+		return;
+	}
+	for (uint16_t o = 0; o < pemesh_model.n_outputs; o++) {
+		int routed = 0;
+
+		for (uint8_t i = 0; i < pe->n_routes; i++) {
+			struct pemesh_pe_route *rt = &pe->routes[i];
+
+			if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.a == o) {
+				rt->pending = 1u;
+				routed = 1;
+			}
+		}
+		if (!routed && (pe->flags & PEMESH_FLAG_HOST_OUTPUTS) != 0u && host != NULL) {
+			pemesh_pe_send_tensor(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, o, o,
+					      &host->tx_seq);
+			to_host = 1;
+		}
+	}
+	if (pemesh_pe_flush(pe) || to_host) {
+		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
+	}
+}
+
+/* Role STAGE: run while the inputs are complete and the outputs are free. */
+static void pemesh_pe_try_run(struct pemesh_pe *pe)
+{
+	if (pe->init_status != 0 || !pemesh_pe_inputs_complete(pe)) {
+		return;
+	}
+	if (pemesh_pe_outputs_busy(pe)) {
+		if (!pe->stalled) {
+			pe->stalled = 1u;
+			pe->credit_stalls++;
+		}
+		return;
+	}
+	pe->stalled = 0u;
+	pemesh_pe_infer_stage(pe);
+}
+
+/* Role STAGE: accept TENSOR frames from each source only in seq order. */
+static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
+				   const struct pemesh_frame *f)
+{
+	struct pemesh_pe_peer *peer = pemesh_pe_peer(pe, f->src, 1);
+	uint16_t ahead;
+
+	if (peer == NULL) {
+		pe->dropped_frames++; /* more sources than PEMESH_MAX_PEERS */
+		return;
+	}
+	ahead = (uint16_t)(f->seq - peer->rx_expect);
+	if (ahead >= 0x8000u) {
+		pe->rx_duplicates++; /* seen before: its ACK may have been lost */
+		pemesh_pe_ack(pe, link, f);
+		return;
+	}
+	if (ahead != 0u) {
+		pe->rx_gaps++; /* an earlier frame is missing: the writer resends from there */
+		return;
+	}
+	peer->rx_expect++;
+	(void)pemesh_pe_consume(pe, link, f);
+	pemesh_pe_try_run(pe);
+}
+
+/* Role STAGE: a READY gives the credit back to the OUTPUT routes it names. */
+static void pemesh_pe_ready(struct pemesh_pe *pe, const struct pemesh_frame *f)
+{
+	uint16_t stream;
+	int matched = 0;
+
+	if (f->len < 2u) {
+		pe->dropped_frames++;
+		return;
+	}
+	stream = pemesh_get_le16(f->payload);
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+
+		if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.pe == f->src && rt->r.b == stream) {
+			rt->credits = 1u; /* one buffer per input: never more than one credit */
+			matched = 1;
+		}
+	}
+	if (!matched) {
+		pe->dropped_frames++;
+		return;
+	}
+	pe->ready_received++;
+	if (pemesh_pe_flush(pe)) {
+		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
+	}
+	pemesh_pe_try_run(pe);
+}
+
+void pemesh_pe_frame_stage(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)
+{
+	struct pemesh_pe_peer *peer;
+
+	if (f->dst != pe->pe_id &&
+	    !(f->dst == PEMESH_HOST_ID && (f->type == PEMESH_FRAME_PING ||
+					   f->type == PEMESH_FRAME_STATS))) {
+		pe->dropped_frames++; /* the fabric routes; frames for others are not ours */
+		return;
+	}
+	switch (f->type) {
+	case PEMESH_FRAME_TENSOR:
+		pemesh_pe_stage_tensor(pe, link, f);
+		break;
+	case PEMESH_FRAME_READY:
+		pemesh_pe_ready(pe, f);
+		break;
+	case PEMESH_FRAME_PING:
+		/* a new session of that sender: its TENSOR seq starts again at 0 */
+		peer = pemesh_pe_peer(pe, f->src, 1);
+		if (peer != NULL) {
+			peer->rx_expect = 0u;
+		}
+		pemesh_pe_pong(pe, link, f->src);
+		break;
+	case PEMESH_FRAME_STATS:
+		pemesh_pe_stats(pe, link, f->src);
+		break;
+	default:
+		pe->dropped_frames++;
+		break;
+	}
+}
