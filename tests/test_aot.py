@@ -61,3 +61,28 @@ def test_header_has_microtvm_names():
     assert "struct tvmgen_sm_inputs" in h and "struct tvmgen_sm_outputs" in h
     assert "int32_t tvmgen_sm_run(struct tvmgen_sm_inputs* inputs," in h
     assert f"#define TVMGEN_SM_{stage.inputs[0].c_name.upper()}_SIZE {stage.inputs[0].nbytes}" in h
+
+
+def test_float_immediates_are_exact_in_c(tmp_path):
+    """TVM prints float32 immediates with 7 digits; pemesh restores the exact values, so the C is
+    bit-exact with the TVM reference even for constants that need 9 digits."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    lo, hi = np.float32(-0.123456789), np.float32(0.987654321)
+    nodes = [helper.make_node("LeakyRelu", ["x"], ["l"], alpha=0.0123456789),
+             helper.make_node("Clip", ["l", "lo", "hi"], ["y"])]
+    g = helper.make_graph(nodes, "imm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64])],
+                          [numpy_helper.from_array(np.array(lo), "lo"),
+                           numpy_helper.from_array(np.array(hi), "hi")])
+    model = import_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+                        name="imm")
+    x = np.linspace(-2, 2, 64, dtype=np.float32)
+    ref = run_reference(model, [x])
+    stage = compile_stage(model.mod, "imm", model.inputs, model.outputs)
+    ops_c = stage.files["codegen/host/src/imm_lib0.c"]
+    alpha = float(np.float32(0.0123456789))   # printed as 1.234568e-02f it would read back wrong
+    assert float.hex(alpha) + "f" in ops_c
+    got = run_stage_on_host(stage, [x], tmp_path)
+    assert np.array_equal(got[0], ref[0])
+    assert got[0].max() == hi

@@ -217,6 +217,47 @@ def split_functions(src: str) -> tuple[str, dict[str, str]]:
     return "\n".join(prelude_lines) + "\n", defs
 
 
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d\.\d{6}e[+-]\d{2,3})f\b")
+
+
+_SCRIPT_F32 = re.compile(r"T\.float32\((-?[0-9.eE+-]+|-?inf|nan)\)")
+
+
+def float32_constants(funcs) -> set[float]:
+    """Every float32 immediate in the TIR of ``funcs`` (absolute values), read from TVMScript,
+    which prints them in full (TVM 0.27 has no Python TIR visitor)."""
+    found: set[float] = set()
+    for f in funcs:
+        for text in _SCRIPT_F32.findall(f.script()):
+            try:
+                found.add(abs(float(text)))
+            except ValueError:
+                continue
+    return found
+
+
+def exact_float_literals(src: str, values: set[float]) -> str:
+    """TVM's C codegen prints float32 immediates with 7 significant digits (``%.6e``), which
+    changes constants that need 9. Put back the exact value as a C99 hex float wherever the
+    printed text identifies exactly one TIR constant and does not already read back exactly."""
+    import numpy as np
+
+    by_text: dict[str, set[float]] = {}
+    for v in values:
+        by_text.setdefault(f"{v:.6e}", set()).add(v)
+
+    def repl(m: re.Match) -> str:
+        cands = by_text.get(m.group(1))
+        if not cands or len(cands) != 1:
+            return m.group(0)
+        v = next(iter(cands))
+        if float(np.float32(float(m.group(1)))) == float(np.float32(v)):
+            return m.group(0)
+        return float.hex(float(np.float32(v))) + "f"
+
+    return _FLOAT_LITERAL.sub(repl, src)
+
+
 def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, LoweredFunc], str]:
     """Schedule, rewrite and C-generate the PrimFuncs ``names`` of ``mod``.
 
@@ -248,7 +289,8 @@ def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, Lowe
         new_funcs[f"{prefix}__unused"] = _pemesh_unused
     with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": True}):
         lib = tvm.tirx.build(tvm.IRModule(new_funcs), target="c")
-    src = clean_c_source(lib.inspect_source())
+    src = exact_float_literals(clean_c_source(lib.inspect_source()),
+                               float32_constants(new_funcs.values()))
 
     if f"{prefix}__unused" in new_funcs:
         src = re.sub(rf"void {prefix}__unused\(\)[^;]*?\{{.*?\n\}}\n", "", src, flags=re.S)
