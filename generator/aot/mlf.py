@@ -60,6 +60,10 @@ def metadata(stage: "CompiledStage") -> dict[str, Any]:
                     },
                 },
                 "pemesh": {
+                    # metadata.json is written with sorted keys, so the io dicts above lose
+                    # their order; these lists keep it (stream index = position)
+                    "input_order": [t.name for t in stage.inputs],
+                    "output_order": [t.name for t in stage.outputs],
                     "memory_plan": stage.plan.to_json(),
                     "ops": [op.to_json() for op in stage.ops],
                     "macs": stage.macs,

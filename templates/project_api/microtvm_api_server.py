@@ -142,8 +142,17 @@ def read_mlf_io(model_dir: Path) -> dict[str, Any]:
         return tuple(out)
 
     name = mod.get("model_name", mod_name)
-    inputs = _header_order(model_dir, name, "inputs", tensors("inputs"), warnings)
-    outputs = _header_order(model_dir, name, "outputs", tensors("outputs"), warnings)
+    order = mod.get("pemesh") or {}
+
+    def ordered(kind: str) -> tuple[TensorSpec, ...]:
+        specs = tensors(kind)
+        names = order.get(f"{kind[:-1]}_order")        # pemesh's MLF records the stream order
+        if names and sorted(names) == sorted(s.name for s in specs):
+            by_name = {s.name: s for s in specs}
+            return tuple(by_name[n] for n in names)
+        return _header_order(model_dir, name, kind, specs, warnings)
+
+    inputs, outputs = ordered("inputs"), ordered("outputs")
     return {"name": name, "workspace": int(main_fn.get("workspace_size_bytes", 0)),
             "inputs": inputs, "outputs": outputs, "warnings": warnings}
 
