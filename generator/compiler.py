@@ -148,13 +148,7 @@ def compile_single_pe(model: ImportedModel, out: Path, pe_kind) -> dict[str, Any
     write_west_yml(out, template_env())
 
     manifest = {
-        "schema_version": MANIFEST_VERSION,
-        "generator": f"pemesh {__version__}",
-        "model": {"name": model.name, "source": model.source, "format": model.format,
-                  "inputs": [t.to_json() for t in model.inputs],
-                  "outputs": [t.to_json() for t in model.outputs]},
-        "board": pe_kind.zephyr_board,
-        "pe_kind": pe_kind.name,
+        **manifest_header(model, pe_kind.zephyr_board, pe_kind.name),
         "mesh": {"name": "single", "num_pes": 1, "shape": [1, 1]},
         "runtime": runtime_rel,
         "stages": [{
@@ -175,6 +169,18 @@ def compile_single_pe(model: ImportedModel, out: Path, pe_kind) -> dict[str, Any
     }
     write_manifest(out, manifest)
     return manifest
+
+
+def manifest_header(model: ImportedModel, board: str, pe_kind: str) -> dict[str, Any]:
+    """The fields every ``mesh.json`` starts with: schema, generator, model io, board."""
+    return {
+        "schema_version": MANIFEST_VERSION,
+        "generator": f"pemesh {__version__}",
+        "model": {"name": model.name, "source": model.source, "format": model.format,
+                  "inputs": [t.to_json() for t in model.inputs],
+                  "outputs": [t.to_json() for t in model.outputs]},
+        "board": board, "pe_kind": pe_kind,
+    }
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .errors import UsageError
-from .spec import AppSpec, ImportedModel, Route, TensorSpec
+from .spec import AppSpec, ImportedModel, Route
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ def compile_mesh(model: ImportedModel, out: Path, args) -> dict[str, Any]:
     """Compile ``model`` for the mesh named by ``args.mesh``; write OUT/ and return the manifest."""
     from .aot import emit_stage, tensor_spec, write_mlf
     from .boards import load_mesh
-    from .compiler import (MANIFEST_VERSION, REFERENCE_SEED, copy_runtime, stage_memory_need,
+    from .compiler import (REFERENCE_SEED, copy_runtime, manifest_header, stage_memory_need,
                            write_manifest, write_reference, write_west_yml)
     from .errors import DoesNotFitError
     from .mapping import place
@@ -239,12 +238,7 @@ def compile_mesh(model: ImportedModel, out: Path, args) -> dict[str, Any]:
     reference = write_reference(out, inputs, ref_outputs)
     write_west_yml(out, env)
     manifest = {
-        "schema_version": MANIFEST_VERSION,
-        "generator": f"pemesh {__version__}",
-        "model": {"name": model.name, "source": model.source, "format": model.format,
-                  "inputs": [t.to_json() for t in model.inputs],
-                  "outputs": [t.to_json() for t in model.outputs]},
-        "board": board, "pe_kind": pe_kind.name,
+        **manifest_header(model, board, pe_kind.name),
         "mesh": {**mesh.to_json(), "num_pes": mesh.num_pes,
                  "shape": [mesh.width, mesh.height]},
         "runtime": runtime_rel,

@@ -77,7 +77,7 @@ def emit_header(name: str, inputs, outputs, workspace: int, constants: int) -> s
             lines.append(f"  void* {cname};")
         lines.append("};")
         lines.append("")
-    lines += [f"/*!", f" * \\brief Run the model '{name}' once.",
+    lines += ["/*!", f" * \\brief Run the model '{name}' once.",
               " * \\retval 0 on success",
               " */",
               f"int32_t tvmgen_{name}_run(struct tvmgen_{name}_inputs* inputs,",
