@@ -348,7 +348,9 @@ class MeshRunner:
         j = k // len(self.plan.replicas)
         outs: dict[int, np.ndarray] = {}
         for pe, oi, mo in rep.exit:
-            p = streams.get((pe, oi))
+            # a PE sends an output to the host on stream = its OUTPUT route's b, which is the
+            # model output index (CONTRACTS §6), not the stage's output index
+            p = streams.get((pe, mo))
             if p is None or len(p.done) <= j:
                 return None
             blob = p.done[j]
@@ -371,7 +373,7 @@ class MeshRunner:
         rep = self.plan.replicas[k % len(self.plan.replicas)]
         j = k // len(self.plan.replicas)
         for pe, oi, mo in rep.exit:
-            p = streams.get((pe, oi))
+            p = streams.get((pe, mo))
             if p is None or len(p.done) <= j:
                 return (f"output {oi} of PE {pe} (model output {mo}) for input {k} "
                         f"(replica {rep.index})")

@@ -61,3 +61,27 @@ def residual_cnn() -> onnx.ModelProto:
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 6, 6])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def multi_output_mlp() -> onnx.ModelProto:
+    """Outputs [h1, y1, y2]: h1 is an intermediate that later layers also read, y1 comes from the
+    end of a long branch and y2 from a short one, so the stage that produces a model output does
+    not produce it as its own output 0 (a mesh run must key host streams by model output)."""
+    rng = np.random.default_rng(5)
+    d = 192
+    nodes, inits = [], []
+
+    def gemm(name, inp, out):
+        inits.extend([numpy_helper.from_array(_w(rng, (d, d), d), f"{name}_w"),
+                      numpy_helper.from_array(np.zeros(d, np.float32), f"{name}_b")])
+        nodes.append(helper.make_node("Gemm", [inp, f"{name}_w", f"{name}_b"], [out], transB=1))
+
+    gemm("g0", "x", "h1")
+    gemm("g1", "h1", "a")
+    gemm("g2", "a", "b")
+    gemm("g3", "b", "y1")
+    gemm("g4", "h1", "y2")
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, d]) for n in ("h1", "y1", "y2")]
+    g = helper.make_graph(nodes, "multi_output_mlp",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, d])], vi, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])

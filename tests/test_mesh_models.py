@@ -52,3 +52,13 @@ def test_residual_cnn_over_256k_of_weights(tmp_path, platform, capsys):
     dests = [later[r[2]] for r in first["routes"] if r[0] == 1 and r[2] != 0xFFFF]
     assert max(dests) >= 2
     assert "check: OK" in capsys.readouterr().out
+
+
+def test_multi_output_model_on_a_mesh(tmp_path, capsys):
+    from tests.mesh_zoo import multi_output_mlp
+
+    manifest, _out = _mesh_run(tmp_path, multi_output_mlp(), "multi_out", "host", count=3)
+    exits = manifest["replicas"][0]["exit"]
+    assert sorted(e[2] for e in exits) == [0, 1, 2]
+    assert any(e[1] != e[2] for e in exits)      # a stage output index differs from its model index
+    assert "check: OK" in capsys.readouterr().out
