@@ -484,6 +484,9 @@ def write_build_json(out: Path, results: Mapping[str, BuildResult],
                          "flash_bytes": sum(r.sizes.flash for r in results.values()),
                          "bin_bytes": sum(r.bin.stat().st_size for r in results.values()
                                           if r.bin is not None)}
+    manifest = Path(out) / "mesh.json"
+    if manifest.is_file():   # which compile this build belongs to (checked by load_build)
+        doc["mesh_sha256"] = sha256_file(manifest)
     path = out / "build" / BUILD_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -496,6 +499,10 @@ def load_build(out: Path) -> tuple[dict[str, Any], dict[str, BuildResult]]:
     path = out / "build" / BUILD_JSON
     doc = _read_json(path, "", f"run 'pemesh build {out}' first",
                      f"rebuild with 'pemesh build {out}'")
+    manifest = out / "mesh.json"
+    if "mesh_sha256" in doc and manifest.is_file() and sha256_file(manifest) != doc["mesh_sha256"]:
+        raise UsageError(f"{path} belongs to an earlier compile: {manifest} changed since the "
+                         "build", hint=f"rebuild with 'pemesh build {out}'")
     return doc, {name: BuildResult.from_json(d, out) for name, d in doc["images"].items()}
 
 

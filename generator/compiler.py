@@ -210,6 +210,22 @@ def quantize_if_qdq(model: ImportedModel, path: Path) -> ImportedModel:
     return quantize_model(model, onnx.load(str(path)))
 
 
+#: what `pemesh compile`, `build` and `run` write into OUT; a new compile replaces all of it, so
+#: that no app, stage or image of an earlier compile survives beside the new ones
+GENERATED_ENTRIES = ("mesh.json", "west.yml", "run.json", "stages", "pes", "reference",
+                     "modules", "build", "run")
+
+
+def clear_generated(out: Path) -> None:
+    """Remove what an earlier compile/build/run wrote into OUT (only pemesh's own entries)."""
+    for name in GENERATED_ENTRIES:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
 def compile_command(args) -> int:
     """CLI: ``pemesh compile MODEL -o OUT [--board B | --mesh M] ...``."""
     from .boards import load_pe_kind
@@ -223,12 +239,24 @@ def compile_command(args) -> int:
     model = load_model(Path(args.model), name=args.name,
                        input_shapes=parse_input_shapes(args.input_shape) or None)
     model = quantize_if_qdq(model, Path(args.model))
-    if args.mesh:
-        from .meshcompile import compile_mesh  # the mesh path (partition + map)
-        manifest = compile_mesh(model, out, args)
-    else:
-        pe_kind = load_pe_kind(args.board or DEFAULT_BOARD)
-        manifest = compile_single_pe(model, out, pe_kind)
+    # compile into a sibling folder; replace OUT's generated entries only when it succeeded, so
+    # a failed compile loses nothing and a good one leaves nothing stale behind
+    partial = out.with_name(out.name + ".pemesh-partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    try:
+        if args.mesh:
+            from .meshcompile import compile_mesh  # the mesh path (partition + map)
+            manifest = compile_mesh(model, partial, args)
+        else:
+            pe_kind = load_pe_kind(args.board or DEFAULT_BOARD)
+            manifest = compile_single_pe(model, partial, pe_kind)
+        out.mkdir(parents=True, exist_ok=True)
+        clear_generated(out)
+        for entry in sorted(partial.iterdir()):
+            shutil.move(str(entry), str(out / entry.name))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     st = manifest["stages"]
     print(f"compiled {manifest['model']['name']} ({manifest['model']['format']}) into {out}: "
           f"{len(st)} stage(s), {len(manifest['pes'])} PE(s), board {manifest['board']}")

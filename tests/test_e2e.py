@@ -93,3 +93,47 @@ def test_model_too_big_for_one_pe_fails_with_numbers(tmp_path, capsys):
     assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 4
     err = capsys.readouterr().err
     assert "does not fit one qemu_cortex_m3 PE" in err and "KiB" in err and "--mesh" in err
+
+
+def test_recompile_replaces_the_old_build(tmp_path, capsys):
+    """A new compile into the same OUT must not leave the previous model's images to be run."""
+    out = tmp_path / "out"
+    first = save(ZOO["softmax"](), tmp_path / "a.onnx")
+    second = save(ZOO["dense_gemm"](), tmp_path / "b.onnx")
+    assert main(["compile", str(first), "-o", str(out)]) == 0
+    assert main(["build", str(out), "--backend", "host"]) == 0
+    assert main(["compile", str(second), "-o", str(out)]) == 0
+    assert not (out / "build").exists()
+    assert main(["run", str(out), "--platform", "host", "--check"]) == 2   # not built yet
+    assert "pemesh build" in capsys.readouterr().err
+    assert main(["build", str(out), "--backend", "host"]) == 0
+    assert main(["run", str(out), "--platform", "host", "--check"]) == 0
+
+
+def test_build_of_an_earlier_compile_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compile", str(save(ZOO["softmax"](), tmp_path / "a.onnx")), "-o", str(out)]) == 0
+    assert main(["build", str(out), "--backend", "host"]) == 0
+    manifest = out / "mesh.json"
+    manifest.write_text(manifest.read_text().replace('"schema_version": 1', '"schema_version":1'))
+    assert main(["run", str(out), "--platform", "host"]) == 2
+    assert "earlier compile" in capsys.readouterr().err
+
+
+def test_failed_compile_keeps_the_previous_out(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = tmp_path / "out"
+    assert main(["compile", str(save(ZOO["softmax"](), tmp_path / "a.onnx")), "-o", str(out)]) == 0
+    before = (out / "mesh.json").read_text()
+    w = np.zeros((512, 256), np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "big",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 256])],
+                          [numpy_helper.from_array(w, "w")])
+    big = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), big)
+    assert main(["compile", str(big), "-o", str(out)]) == 4
+    assert (out / "mesh.json").read_text() == before
+    assert not (tmp_path / "out.pemesh-partial").exists()
