@@ -86,3 +86,21 @@ def test_float_immediates_are_exact_in_c(tmp_path):
     got = run_stage_on_host(stage, [x], tmp_path)
     assert np.array_equal(got[0], ref[0])
     assert got[0].max() == hi
+
+
+@pytest.mark.parametrize("op", ["Abs", "Softsign", "Softplus"])
+def test_fabs_intrinsic_lowers_to_libm(op, tmp_path):
+    """TVM's C target has no rule for tirx.fabs; pemesh maps it to fabsf."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op,
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32])])
+    model = import_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+                        name=op.lower())
+    x = np.linspace(-3, 3, 32, dtype=np.float32)
+    ref = run_reference(model, [x])
+    stage = compile_stage(model.mod, op.lower(), model.inputs, model.outputs)
+    assert "fabsf(" in stage.files[f"codegen/host/src/{op.lower()}_lib0.c"]
+    got = run_stage_on_host(stage, [x], tmp_path)
+    assert np.array_equal(got[0], ref[0])

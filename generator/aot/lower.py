@@ -217,6 +217,30 @@ def split_functions(src: str) -> tuple[str, dict[str, str]]:
     return "\n".join(prelude_lines) + "\n", defs
 
 
+#: TIR intrinsics that TVM's C codegen leaves unresolved, and the libm function per dtype
+_C_INTRINSICS = {"tirx.fabs": {"float32": "fabsf", "float64": "fabs"}}
+_intrinsics_registered = False
+
+
+def register_c_intrinsics() -> None:
+    """Teach the ``c`` target the libm calls for intrinsics it has no rule for (once per
+    process): ``tirx.fabs`` (Abs, Softsign, Softplus) → ``fabsf``."""
+    global _intrinsics_registered
+    if _intrinsics_registered:
+        return
+    from tvm import tirx
+
+    for op_name, by_dtype in _C_INTRINSICS.items():
+        def lower(call, by_dtype=by_dtype):
+            dtype = str(getattr(call, "dtype", None) or call.ty)
+            if dtype not in by_dtype:
+                return call
+            return tirx.call_pure_extern(dtype, by_dtype[dtype], *call.args)
+
+        tirx.op.register_intrin_lowering(op_name, "c", f=lower, level=99)
+    _intrinsics_registered = True
+
+
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d\.\d{6}e[+-]\d{2,3})f\b")
 
 
@@ -287,8 +311,16 @@ def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, Lowe
             T.evaluate(0)
 
         new_funcs[f"{prefix}__unused"] = _pemesh_unused
-    with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": True}):
-        lib = tvm.tirx.build(tvm.IRModule(new_funcs), target="c")
+    register_c_intrinsics()
+    try:
+        with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": True}):
+            lib = tvm.tirx.build(tvm.IRModule(new_funcs), target="c")
+    except (tvm.error.InternalError, tvm.error.OpError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[-1][:300]
+        raise UnsupportedModelError(
+            f"TVM's C code generator cannot lower the operator(s) {', '.join(sorted(names))}: "
+            f"{first}",
+            hint="replace the op in the model, or report it so pemesh can map it to C") from None
     src = exact_float_literals(clean_c_source(lib.inspect_source()),
                                float32_constants(new_funcs.values()))
 
