@@ -34,7 +34,7 @@ from .errors import BoardError, CheckError, RunError, UsageError
 from .fabric import Fabric, FabricStats, Faults
 from .hostlink import READY, MeshPeLink, _unpack, pe_error, ping_all
 from .messaging import Frame, FrameType, Stats, unpack_stats
-from .run import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, compare, launch, load_inputs,
+from .run import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, launch, load_inputs,
                   save_outputs, ticks_to_instructions)
 from .spec import TensorSpec
 
@@ -544,21 +544,10 @@ def mesh_run_command(args: argparse.Namespace, out: Path, manifest: dict[str, An
         save_outputs(args.output, outputs, plan.model_outputs)
         print(f"output written to {args.output}")
     if args.check:
-        refs = [np.load(out / "reference" / f"output_{i}.npy")
-                for i in range(len(plan.model_outputs))]
-        bad = []
-        for k, outs in enumerate(res.outputs):
-            for i, ((err, tol), o, r) in enumerate(zip(compare(outs, refs), outs, refs)):
-                if o.shape != r.shape or not err <= tol:
-                    bad.append(f"input {k} output {i}: max |error| {err:.3g} > {tol:.3g}"
-                               if o.shape == r.shape else
-                               f"input {k} output {i}: shape {o.shape} != {r.shape}")
-                elif k == 0:
-                    print(f"output {i}: max |error| {err:.3g} (tolerance {tol:.3g})")
-        if bad:
-            raise CheckError("outputs differ from the TVM host reference: " + "; ".join(bad[:5]),
-                             hint=f"see the PE logs in {out / 'run'}")
-        print(f"check: OK ({len(res.outputs)} inference(s) match the TVM host reference)")
+        from .check import check_outputs, expected_outputs
+
+        refs = expected_outputs(out, manifest, inputs, user_inputs=bool(args.input))
+        check_outputs(res.outputs, refs, out / "run")
     return 0
 
 

@@ -137,3 +137,18 @@ def test_failed_compile_keeps_the_previous_out(tmp_path):
     assert main(["compile", str(big), "-o", str(out)]) == 4
     assert (out / "mesh.json").read_text() == before
     assert not (tmp_path / "out.pemesh-partial").exists()
+
+
+def test_check_with_your_own_input_computes_its_reference(tmp_path, capsys):
+    model = save(ZOO["conv2d_strided"](), tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "-o", str(out)]) == 0
+    assert main(["build", str(out), "--backend", "host"]) == 0
+    ref_in = np.load(out / "reference" / "input_0.npy")
+    mine = tmp_path / "x.npy"
+    np.save(mine, (ref_in * -3.0 + 0.5).astype(np.float32))
+    assert main(["run", str(out), "--platform", "host", "--input", str(mine), "--check"]) == 0
+    assert "check: OK" in capsys.readouterr().out
+    model.unlink()                       # without the model there is nothing to compare with
+    assert main(["run", str(out), "--platform", "host", "--input", str(mine), "--check"]) == 2
+    assert "is gone" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from generator.build import build_app, build_mesh
 from generator.cli import main
 from generator.errors import CheckError, RunError, UsageError
 from generator.hostlink import HostLink
-from generator.run import (HOST_PTY_RE, QEMU_PTY_RE, PeProcess, compare, launch, qemu_command,
+from generator.run import (HOST_PTY_RE, QEMU_PTY_RE, PeProcess, launch, qemu_command,
                            ticks_to_instructions)
 from generator.spec import TensorSpec
 
@@ -61,12 +61,21 @@ def test_ticks_to_instructions():
     assert ticks_to_instructions(1000, 0) == 80_000
 
 
-def test_compare_tolerance():
+def test_check_outputs_tolerance_nan_and_integers(tmp_path, capsys):
+    from generator.check import check_outputs
+
     ref = np.array([0.0, 100.0])
-    (err, tol), = compare([ref + 0.005], [ref])
-    assert err == pytest.approx(0.005) and tol == pytest.approx(1e-4 * 101)
-    (err, tol), = compare([ref + 0.02], [ref])
-    assert err > tol
+    check_outputs([[ref + 0.005]], [ref], tmp_path)            # within 1e-4 * 101
+    with pytest.raises(CheckError):
+        check_outputs([[ref + 0.02]], [ref], tmp_path)
+    nan = np.array([np.nan, 1.0], np.float32)
+    check_outputs([[nan.copy()]], [nan], tmp_path)              # NaN where the reference has it
+    ints = np.array([100000, 2], np.int32)
+    with pytest.raises(CheckError):                            # integers must match exactly
+        check_outputs([[ints + 1]], [ints], tmp_path)
+    with pytest.raises(CheckError, match="shape"):
+        check_outputs([[np.zeros(3)]], [np.zeros(2)], tmp_path)
+    assert "check: OK" in capsys.readouterr().out
 
 
 @pytest.mark.timeout(30)
