@@ -189,10 +189,21 @@ def setup_logging(verbosity: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def _terminate_as_interrupt(signum, frame) -> None:  # noqa: ARG001 (signal handler API)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    # SIGTERM (a job runner's stop, `timeout`) cleans up like Ctrl-C: emulators, PE processes
+    # and the fabric's socket folder go away in the commands' finally blocks
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return args._command.run(args)
     except PemeshError as err:
@@ -201,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pemesh {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -197,3 +197,31 @@ def test_qemu_64_pes_on_a_small_machine(tmp_path):
     assert _all_gone(runner)
     _assert_outputs(res, inputs)
     assert sum(res.runs.values()) == 64 * len({pe.stage for pe in plan.pes.values()})
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """`pemesh run` stopped with SIGTERM leaves no PE process and no fabric socket folder."""
+    import glob
+    import signal
+    import subprocess
+    import sys
+
+    from generator.cli import main as pemesh
+    from tests.model_zoo import ZOO, save
+
+    out = tmp_path / "out"
+    assert pemesh(["compile", str(save(ZOO["mlp"](), tmp_path / "m.onnx")), "-o", str(out),
+                   "--mesh", "qemu4", "--replicas", "2"]) == 0
+    assert pemesh(["build", str(out), "--backend", "host"]) == 0
+    before = set(glob.glob("/tmp/pemesh-noc-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "generator.cli", "run", str(out),
+                             "--platform", "host", "--count", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert set(glob.glob("/tmp/pemesh-noc-*")) <= before
+    leftovers = subprocess.run(["pgrep", "-f", str(out / "build")], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
