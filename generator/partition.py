@@ -184,11 +184,13 @@ def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partit
         if best[k][n] < best_v - 1e-9:
             best_k, best_v = k, best[k][n]
     if best_k < 0:
+        need = min_stages(rm)
         raise DoesNotFitError(
-            f"the model does not fit {max_stages} PE(s): no split into at most {max_stages} "
-            f"stages fits each PE's memory (RAM {budget.ram_bytes} B, flash "
-            f"{budget.flash_bytes} B per PE)",
-            hint="use a bigger mesh or raise --max-pes")
+            f"the model does not fit {max_stages} PE(s): it needs at least {need} PEs of this "
+            f"kind (RAM {budget.ram_bytes} B, flash {budget.flash_bytes} B each), one per "
+            "pipeline stage",
+            hint=f"use a mesh with at least {need} PEs (and --max-pes >= {need}), or fewer "
+                 "replicas")
     stages = []
     j, k = n, best_k
     while k > 0:
@@ -198,6 +200,18 @@ def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partit
     stages.reverse()
     log.info("partition: %d stage(s), slowest %.0f cycles", len(stages), best_v)
     return Partition(tuple(stages), best_v)
+
+
+def min_stages(rm: RangeModel) -> int:
+    """The fewest fitting stages: greedily extend each stage while it fits (optimal for
+    contiguous splits when a sub-range of a fitting range fits too)."""
+    i, count = 0, 0
+    while i < rm.n:
+        j = i + 1
+        while j < rm.n and rm.stage(i, j + 1).fits:
+            j += 1
+        i, count = j, count + 1
+    return count
 
 
 def brute_force_partition(prog, facts, budget: PeBudget, max_stages: int) -> float:

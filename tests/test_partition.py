@@ -127,3 +127,18 @@ def test_single_step_too_big_names_the_step():
     budget = PeBudget(ram_bytes=100, flash_bytes=100, runtime_ram=0, runtime_flash=0)
     with pytest.raises(DoesNotFitError, match="step 0"):
         partition_pipeline(prog, facts, budget, 3)
+
+
+def test_too_few_pes_says_how_many_are_needed():
+    rng = random.Random(1)
+    prog, facts = _chain(rng, 6)
+    widest = max(f.weight_bytes + f.code_bytes // 4 for f in facts)
+    budget = PeBudget(ram_bytes=100_000, flash_bytes=widest + 16, runtime_ram=0, runtime_flash=0)
+    k_needed = None
+    for k in range(1, 7):
+        if brute_force_partition(prog, facts, budget, k) != float("inf"):
+            k_needed = k
+            break
+    assert k_needed and k_needed > 1
+    with pytest.raises(DoesNotFitError, match=f"needs at least {k_needed} PEs"):
+        partition_pipeline(prog, facts, budget, k_needed - 1)
