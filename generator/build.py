@@ -376,7 +376,8 @@ def _build_baremetal(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Pat
     compiles, link = gcc_commands(sources, build_dir, cc=str(tools.gcc),
                                   cflags=(*ARM_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=ARM_LDFLAGS, output=elf,
-                                  defines=(f"-DPEMESH_PORT_{port.upper()}=1",))
+                                  defines=(f"-DPEMESH_PORT_{port.upper()}=1",
+                                           *(f"-D{d}" for d in spec.defines)))
     _compile_and_link(compiles, link, jobs, cwd=app_dir)
     objcopy = (str(tools.objcopy), "-O", "binary", str(elf), str(binf))
     _run(objcopy, what="objcopy")
@@ -392,7 +393,8 @@ def _build_host(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
     compiles, link = gcc_commands(sources, build_dir, cc=str(cc),
                                   cflags=(*HOST_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=HOST_LDFLAGS, output=exe,
-                                  defines=("-DPEMESH_PORT_HOST=1",))
+                                  defines=("-DPEMESH_PORT_HOST=1",
+                                           *(f"-D{d}" for d in spec.defines)))
     _compile_and_link(compiles, link, jobs, cwd=app_dir)
     return BuildResult("host", app_dir, exe, None, elf_sizes(exe), (*compiles, link), spec.board)
 

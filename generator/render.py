@@ -145,9 +145,16 @@ def _route_lines(spec: AppSpec) -> list[dict[str, Any]]:
     return lines
 
 
+_DEFINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=[^\s\"'\\]*)?$")
+
+
 def app_context(spec: AppSpec) -> dict[str, Any]:
     """The template context for one PE app (validated; raises UsageError)."""
     _validate(spec)
+    for d in spec.defines:
+        if not _DEFINE.match(d):
+            raise UsageError(f"PE '{spec.pe_name}': compile definition '{d}' is not NAME or "
+                             "NAME=VALUE (no spaces or quotes)", hint="for example -DFOO=1 as FOO=1")
     return {
         "generated": GENERATED,
         "pe_name": _comment_safe(spec.pe_name),
@@ -158,6 +165,7 @@ def app_context(spec: AppSpec) -> dict[str, Any]:
         "model_dir": PurePosixPath(spec.model_dir).as_posix(),
         "main_stack_size": spec.main_stack_size, "workspace_size": spec.workspace_size,
         "max_payload": MAX_PAYLOAD,
+        "defines": list(spec.defines),
         "inputs": [_tensor_context(t, spec.stage, "in") for t in spec.inputs],
         "outputs": [_tensor_context(t, spec.stage, "out") for t in spec.outputs],
     }

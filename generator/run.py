@@ -66,10 +66,11 @@ _atexit_registered = False
 
 def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
                  icount_shift: int | None = DEFAULT_ICOUNT_SHIFT,
-                 link1: str | None = None) -> tuple[str, ...]:
+                 link1: str | None = None, gdb_port: int | None = None) -> tuple[str, ...]:
     """The QEMU command line for one bare-metal/Zephyr qemu_cortex_m3 image.
 
     ``link1``: a unix socket (the fabric's endpoint) for UART1, the PE's mesh link.
+    ``gdb_port``: expose QEMU's gdb stub on this localhost TCP port (the firmware still runs).
     """
     cmd = [qemu, "-M", QEMU_MACHINE, "-cpu", "cortex-m3", "-display", "none", "-monitor", "none"]
     if link1 is not None:
@@ -80,6 +81,8 @@ def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
     cmd += ["-kernel", str(image)]
     if icount_shift is not None:
         cmd += ["-icount", f"shift={icount_shift},align=off,sleep=on"]
+    if gdb_port is not None:
+        cmd += ["-gdb", f"tcp:127.0.0.1:{int(gdb_port)}"]
     return tuple(cmd)
 
 
@@ -266,7 +269,8 @@ def _close_all() -> None:
 def launch(result: BuildResult, *, platform: str | None = None,
            icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, log_dir: Path | None = None,
            name: str | None = None, startup_timeout: float = STARTUP_TIMEOUT,
-           link1: str | None = None, wait: bool = True) -> PeProcess:
+           link1: str | None = None, wait: bool = True,
+           gdb_port: int | None = None) -> PeProcess:
     """Start one built image: on QEMU (baremetal/west images) or as a host process.
 
     ``platform`` defaults to what the image is for; asking for the other raises UsageError.
@@ -286,7 +290,7 @@ def launch(result: BuildResult, *, platform: str | None = None,
                              hint="rebuild with 'pemesh build OUT --backend baremetal' or run "
                                   "with --platform host")
         cmd = qemu_command(result.image, qemu=str(find_qemu()), icount_shift=icount_shift,
-                           link1=link1)
+                           link1=link1, gdb_port=gdb_port)
         return PeProcess(cmd, name=name, pty_re=QEMU_PTY_RE, log_path=log_path,
                          startup_timeout=startup_timeout, icount_shift=icount_shift, wait=wait)
     if platform == "host":

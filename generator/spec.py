@@ -116,6 +116,7 @@ class AppSpec:
     role: str = "single"                # "single" (issue 2) or "stage" (a mesh PE)
     routes: tuple[Route, ...] = ()      # mesh routing table (role "stage")
     flags: int = 0                      # pemesh_pe_config.flags
+    defines: tuple[str, ...] = ()       # extra C definitions ("NAME" or "NAME=VALUE")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +126,7 @@ class AppSpec:
             "workspace_size": self.workspace_size, "model_dir": self.model_dir,
             "main_stack_size": self.main_stack_size, "role": self.role,
             "routes": [r.to_json() for r in self.routes], "flags": self.flags,
+            "defines": list(self.defines),
         }
 
     @classmethod
@@ -136,4 +138,4 @@ class AppSpec:
             workspace_size=int(d["workspace_size"]), model_dir=d["model_dir"],
             main_stack_size=int(d.get("main_stack_size", 2048)), role=d.get("role", "single"),
             routes=tuple(Route.from_json(r) for r in d.get("routes", ())),
-            flags=int(d.get("flags", 0)))
+            flags=int(d.get("flags", 0)), defines=tuple(d.get("defines", ())))

@@ -59,3 +59,33 @@ def test_generated_project_keeps_stream_order(tmp_path):
     app = json.loads((tmp_path / "proj" / "pemesh_app.json").read_text())
     assert [t["name"] for t in app["inputs"]] == ["z", "a"]
     assert np.dtype(app["outputs"][0]["dtype"]) == np.float32
+
+
+def test_compile_definitions_and_gdbserver_options(tmp_path):
+    """The old Zephyr template's compile_definitions and gdbserver_port options, kept by name."""
+    import socket
+
+    from generator.paths import templates_dir
+    from generator.project_api.client import GeneratedProject, TemplateProject
+
+    stage = _two_input_stage()
+    write_mlf(stage, tmp_path / "model.tar")
+    with TemplateProject.from_directory(templates_dir() / "project_api") as tmpl:
+        names = {o["name"] for o in tmpl.info["project_options"]}
+        assert {"compile_definitions", "gdbserver_port"} <= names
+        tmpl.generate_project(tmp_path / "model.tar", tmp_path / "proj",
+                              {"board": "qemu_cortex_m3", "build_backend": "host",
+                               "compile_definitions": "-DPEMESH_TEST_FLAG=7, OTHER"})
+    app = json.loads((tmp_path / "proj" / "pemesh_app.json").read_text())
+    assert app["defines"] == ["PEMESH_TEST_FLAG=7", "OTHER"]
+    cmake = (tmp_path / "proj" / "CMakeLists.txt").read_text()
+    assert "target_compile_definitions(app PRIVATE PEMESH_TEST_FLAG=7 OTHER)" in cmake
+    with GeneratedProject.from_directory(tmp_path / "proj", {"build_backend": "host"}) as proj:
+        proj.build()
+    cmds = (tmp_path / "proj" / "build" / "commands.txt").read_text()
+    assert "-DPEMESH_TEST_FLAG=7" in cmds and "-DOTHER" in cmds
+    from generator.run import qemu_command
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert "-gdb" in qemu_command(tmp_path / "fw.elf", gdb_port=port)

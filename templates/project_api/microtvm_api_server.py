@@ -80,6 +80,12 @@ PROJECT_OPTIONS: tuple[ProjectOption, ...] = (
                   help="Probe serial number passed to 'west flash --dev-id'."),
     ProjectOption("extra_files_tar", "str", default=None, optional=("generate_project",),
                   help="A tar unpacked into the project after it is generated."),
+    ProjectOption("compile_definitions", "str", default=None, optional=("generate_project",),
+                  help="extra C definitions for every source of the project, NAME or "
+                       "NAME=VALUE separated by commas or spaces (-D optional)"),
+    ProjectOption("gdbserver_port", "int", default=None, optional=("open_transport",),
+                  help="QEMU boards: serve QEMU's gdb stub on this localhost TCP port while the "
+                       "transport is open (target remote :PORT)"),
     ProjectOption("verbose", "bool", default=False, optional=("generate_project", "build", "flash"),
                   help="Log every step and command line (DEBUG)."),
     ProjectOption("warning_as_error", "bool", default=False, optional=("generate_project",),
@@ -272,9 +278,12 @@ class PemeshProjectHandler(ProjectAPIHandler):
             if opts["warning_as_error"]:
                 raise ServerError(f"generate_project: {warning} (warning_as_error is set)")
             log.warning("%s", warning)
+        defines = tuple(d for d in re.split(r"[\s,;]+", opts["compile_definitions"] or "") if d)
+        defines = tuple(d[2:] if d.startswith("-D") else d for d in defines)
         spec = AppSpec(pe_name=project_dir.name, pe_id=0, board=opts["board"], stage=io["name"],
                        inputs=io["inputs"], outputs=io["outputs"], workspace_size=workspace,
-                       model_dir=MODEL_DIR, main_stack_size=opts["config_main_stack_size"])
+                       model_dir=MODEL_DIR, main_stack_size=opts["config_main_stack_size"],
+                       defines=defines)
         render_pe_app(spec, project_dir)
         if opts["extra_files_tar"]:
             with tarfile.open(opts["extra_files_tar"]) as tar:
@@ -343,7 +352,12 @@ class PemeshProjectHandler(ProjectAPIHandler):
             if not (result.runs_on_qemu or result.backend == "host"):
                 raise ServerError(f"open_transport: board {result.board} is real hardware; "
                                   "set the serial_port option")
-            self._process = launch(result, log_dir=self.project_dir / BUILD_DIR / "logs")
+            gdb = opts.get("gdbserver_port")
+            if gdb is not None and not result.runs_on_qemu:
+                raise ServerError("open_transport: gdbserver_port is for QEMU boards; attach "
+                                  "your debugger to the board's own probe")
+            self._process = launch(result, log_dir=self.project_dir / BUILD_DIR / "logs",
+                                   gdb_port=gdb)
             port, timeouts = str(self._process.serial_path), QEMU_TIMEOUTS
         try:
             self._serial = serial.Serial(port, baudrate=115200, timeout=0)
