@@ -187,14 +187,6 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     (out / "mesh.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
-    path = Path(out) / "mesh.json"
-    if not path.is_file():
-        raise UsageError(f"{path} not found: '{out}' is not a pemesh output folder",
-                         hint="run 'pemesh compile MODEL -o OUT' first")
-    return json.loads(path.read_text())
-
-
 def quantize_if_qdq(model: ImportedModel, path: Path) -> ImportedModel:
     """Fold the dequantize→op→quantize chains of an ONNX QDQ model or of a full-integer TFLite
     model (which TVM's TFLite frontend imports as such chains) into integer ops (int8 compute);
@@ -273,5 +265,5 @@ def compile_command(args) -> int:
     return 0
 
 
-__all__ = ["compile_command", "compile_single_pe", "read_manifest", "write_manifest",
+__all__ = ["compile_command", "compile_single_pe", "write_manifest",
            "TensorSpec", "stage_memory_need", "parse_input_shapes"]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
 
 #: characters for stages in the text picture of the mesh
 _GLYPHS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -48,10 +47,9 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 def collect(out: Path) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict."""
-    manifest = _load_json(out / "mesh.json")
-    if manifest is None:
-        raise UsageError(f"{out}/mesh.json not found: not a pemesh output folder",
-                         hint="run 'pemesh compile MODEL -o OUT' first")
+    from .build import load_mesh
+
+    manifest = load_mesh(out)
     build = _load_json(out / "build" / "build.json") or {}
     run = _load_json(out / "run.json") or {}
     image_of: dict[str, tuple[str, dict[str, int]]] = {}
