@@ -321,106 +321,17 @@ def tflite_dense_relu() -> bytes:
 
     Returns the flatbuffer bytes. Weights are deterministic (seed 13).
     """
-    import flatbuffers
-    import tflite
-    from tflite.BuiltinOperator import BuiltinOperator
-    from tflite.BuiltinOptions import BuiltinOptions
-    from tflite.TensorType import TensorType
+    from tests.tflite_writer import Op, Tensor, serialize
 
     r = _rng(13)
     w = (r.standard_normal((8, 16)) / 4.0).astype(np.float32)   # TFLite FC weights: [out, in]
     b = (0.1 * r.standard_normal(8)).astype(np.float32)
-    fb = flatbuffers.Builder(4096)
-
-    def vec_i32(start: Callable, vals: list[int]) -> int:
-        start(fb, len(vals))
-        for v in reversed(vals):
-            fb.PrependInt32(v)
-        return fb.EndVector()
-
-    def vec_off(start: Callable, offs: list[int]) -> int:
-        start(fb, len(offs))
-        for o in reversed(offs):
-            fb.PrependUOffsetTRelative(o)
-        return fb.EndVector()
-
-    def buffer(data: bytes | None) -> int:
-        dv = fb.CreateByteVector(data) if data else None
-        tflite.BufferStart(fb)
-        if dv is not None:
-            tflite.BufferAddData(fb, dv)
-        return tflite.BufferEnd(fb)
-
-    # buffer 0 is the empty sentinel by convention
-    buffers = [buffer(None), buffer(w.tobytes()), buffer(b.tobytes()),
-               buffer(None), buffer(None), buffer(None)]
-
-    def tensor(name: str, shape: list[int], buf: int) -> int:
-        n = fb.CreateString(name)
-        s = vec_i32(tflite.TensorStartShapeVector, shape)
-        tflite.TensorStart(fb)
-        tflite.TensorAddShape(fb, s)
-        tflite.TensorAddType(fb, TensorType.FLOAT32)
-        tflite.TensorAddBuffer(fb, buf)
-        tflite.TensorAddName(fb, n)
-        return tflite.TensorEnd(fb)
-
-    tensors = [tensor("x", [1, 16], 3), tensor("fc_w", [8, 16], 1), tensor("fc_b", [8], 2),
-               tensor("fc_out", [1, 8], 4), tensor("y", [1, 8], 5)]
-
-    tflite.FullyConnectedOptionsStart(fb)
-    tflite.FullyConnectedOptionsAddFusedActivationFunction(fb, 0)  # NONE
-    fc_opts = tflite.FullyConnectedOptionsEnd(fb)
-
-    def operator(opcode: int, ins: list[int], outs: list[int], opts: int | None,
-                 opts_type: int) -> int:
-        iv = vec_i32(tflite.OperatorStartInputsVector, ins)
-        ov = vec_i32(tflite.OperatorStartOutputsVector, outs)
-        tflite.OperatorStart(fb)
-        tflite.OperatorAddOpcodeIndex(fb, opcode)
-        tflite.OperatorAddInputs(fb, iv)
-        tflite.OperatorAddOutputs(fb, ov)
-        if opts is not None:
-            tflite.OperatorAddBuiltinOptionsType(fb, opts_type)
-            tflite.OperatorAddBuiltinOptions(fb, opts)
-        return tflite.OperatorEnd(fb)
-
-    ops = [operator(0, [0, 1, 2], [3], fc_opts, BuiltinOptions.FullyConnectedOptions),
-           operator(1, [3], [4], None, 0)]
-
-    tv = vec_off(tflite.SubGraphStartTensorsVector, tensors)
-    iv = vec_i32(tflite.SubGraphStartInputsVector, [0])
-    ov = vec_i32(tflite.SubGraphStartOutputsVector, [4])
-    opv = vec_off(tflite.SubGraphStartOperatorsVector, ops)
-    sg_name = fb.CreateString("main")
-    tflite.SubGraphStart(fb)
-    tflite.SubGraphAddTensors(fb, tv)
-    tflite.SubGraphAddInputs(fb, iv)
-    tflite.SubGraphAddOutputs(fb, ov)
-    tflite.SubGraphAddOperators(fb, opv)
-    tflite.SubGraphAddName(fb, sg_name)
-    subgraph = tflite.SubGraphEnd(fb)
-
-    def opcode(code: int) -> int:
-        tflite.OperatorCodeStart(fb)
-        tflite.OperatorCodeAddDeprecatedBuiltinCode(fb, code)
-        tflite.OperatorCodeAddBuiltinCode(fb, code)
-        tflite.OperatorCodeAddVersion(fb, 1)
-        return tflite.OperatorCodeEnd(fb)
-
-    codes = [opcode(BuiltinOperator.FULLY_CONNECTED), opcode(BuiltinOperator.RELU)]
-    codes_v = vec_off(tflite.ModelStartOperatorCodesVector, codes)
-    subgraphs_v = vec_off(tflite.ModelStartSubgraphsVector, [subgraph])
-    buffers_v = vec_off(tflite.ModelStartBuffersVector, buffers)
-    desc = fb.CreateString("pemesh model zoo: dense+relu")
-    tflite.ModelStart(fb)
-    tflite.ModelAddVersion(fb, 3)
-    tflite.ModelAddOperatorCodes(fb, codes_v)
-    tflite.ModelAddSubgraphs(fb, subgraphs_v)
-    tflite.ModelAddDescription(fb, desc)
-    tflite.ModelAddBuffers(fb, buffers_v)
-    fb.Finish(tflite.ModelEnd(fb), file_identifier=b"TFL3")
-    return bytes(fb.Output())
+    tensors = [Tensor("x", [1, 16], "FLOAT32"), Tensor("fc_w", [8, 16], "FLOAT32", w.tobytes()),
+               Tensor("fc_b", [8], "FLOAT32", b.tobytes()), Tensor("fc_out", [1, 8], "FLOAT32"),
+               Tensor("y", [1, 8], "FLOAT32")]
+    ops = [Op("FULLY_CONNECTED", [0, 1, 2], [3], ("FullyConnectedOptions", {"act": 0})),
+           Op("RELU", [3], [4])]
+    return serialize(tensors, ops, [0], [4], "pemesh model zoo: dense+relu")
 
 
 # --- torch.export ----------------------------------------------------------------------------

@@ -19,27 +19,10 @@ from typing import Callable
 
 import numpy as np
 
+from tests.tflite_writer import Op, Tensor, serialize
+
 NONE, RELU, RELU6 = 0, 1, 3          # tflite.ActivationFunctionType
 SAME, VALID = 0, 1                   # tflite.Padding
-
-
-@dataclass
-class _Tensor:
-    name: str
-    shape: list[int]
-    ttype: str                       # FLOAT32 | INT8 | INT16 | INT32
-    data: bytes | None = None
-    scale: list[float] | None = None
-    zero_point: list[int] | None = None
-    qdim: int = 0
-
-
-@dataclass
-class _Op:
-    code: str
-    inputs: list[int]
-    outputs: list[int]
-    options: tuple[str, dict] | None = None
 
 
 @dataclass
@@ -47,15 +30,15 @@ class TFLiteInt8Builder:
     """Grows a TFLite graph of int8 ops; keeps the float activations of a calibration batch."""
 
     seed: int
-    tensors: list[_Tensor] = field(default_factory=list)
-    ops: list[_Op] = field(default_factory=list)
+    tensors: list[Tensor] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
 
     def __post_init__(self):
         self.r = np.random.default_rng(self.seed)
         self.model_input = 0
 
     def tensor(self, name, shape, ttype, data=None, scale=None, zp=None, qdim=0) -> int:
-        self.tensors.append(_Tensor(name, list(shape), ttype, data,
+        self.tensors.append(Tensor(name, list(shape), ttype, data,
                                     None if scale is None else [float(s) for s in scale],
                                     None if zp is None else [int(z) for z in zp], qdim))
         return len(self.tensors) - 1
@@ -119,7 +102,7 @@ class TFLiteInt8Builder:
             return self.model_input, xf, (x_scale, x_zp)
         xi = self.model_input = self.tensor(name, shape, "FLOAT32")
         xq = self.tensor(f"{name}_q", shape, "INT8", scale=[x_scale], zp=[x_zp])
-        self.ops.append(_Op("QUANTIZE", [xi], [xq]))
+        self.ops.append(Op("QUANTIZE", [xi], [xq]))
         return xq, xf, (x_scale, x_zp)
 
     def conv(self, x: int, xf, xq, cout: int, k: int, stride=1, padding=SAME, act=NONE,
@@ -143,7 +126,7 @@ class TFLiteInt8Builder:
         opts = dict(padding=padding, stride_w=stride, stride_h=stride, act=act)
         if depthwise:
             opts["depth_multiplier"] = 1
-        self.ops.append(_Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, w, b], [out],
+        self.ops.append(Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, w, b], [out],
                             ("DepthwiseConv2DOptions" if depthwise else "Conv2DOptions", opts)))
         return out, y, (sy, zy)
 
@@ -152,7 +135,7 @@ class TFLiteInt8Builder:
         s = self.tensor(f"shape{len(self.ops)}", [2], "INT32",
                         np.array(shape, np.int32).tobytes())
         out = self.tensor(f"flat{len(self.ops)}", shape, "INT8", scale=[xq[0]], zp=[xq[1]])
-        self.ops.append(_Op("RESHAPE", [x, s], [out], ("ReshapeOptions", dict(new_shape=shape))))
+        self.ops.append(Op("RESHAPE", [x, s], [out], ("ReshapeOptions", dict(new_shape=shape))))
         return out, xf.reshape(xf.shape[0], -1), xq
 
     def dense(self, x: int, xf, xq, nout: int, act=NONE, per_channel=False):
@@ -169,7 +152,7 @@ class TFLiteInt8Builder:
         b = self.tensor(f"fc_b{n}", [nout], "INT32", bq.tobytes(), bscale if per_channel
                         else bscale[:1], [0] * (nout if per_channel else 1), 0)
         out = self.tensor(f"fc{n}", [1, nout], "INT8", scale=[sy], zp=[zy])
-        self.ops.append(_Op("FULLY_CONNECTED", [x, w, b], [out],
+        self.ops.append(Op("FULLY_CONNECTED", [x, w, b], [out],
                             ("FullyConnectedOptions", dict(act=act))))
         return out, y, (sy, zy)
 
@@ -177,134 +160,12 @@ class TFLiteInt8Builder:
         if int8_io:
             return x
         out = self.tensor("y", self.tensors[x].shape, "FLOAT32")
-        self.ops.append(_Op("DEQUANTIZE", [x], [out]))
+        self.ops.append(Op("DEQUANTIZE", [x], [out]))
         return out
 
     # --- serialization -------------------------------------------------------------------------
     def finish(self, inputs: list[int], outputs: list[int], description: str) -> bytes:
-        return _serialize(self.tensors, self.ops, inputs, outputs, description)
-
-
-def _serialize(tensors: list[_Tensor], ops: list[_Op], inputs: list[int], outputs: list[int],
-               description: str) -> bytes:
-    import flatbuffers
-    import tflite
-    from tflite.BuiltinOperator import BuiltinOperator
-    from tflite.BuiltinOptions import BuiltinOptions
-    from tflite.TensorType import TensorType
-
-    fb = flatbuffers.Builder(1 << 16)
-
-    def vec(start: Callable, vals, prepend: str) -> int:
-        start(fb, len(vals))
-        for v in reversed(list(vals)):
-            getattr(fb, prepend)(v)
-        return fb.EndVector()
-
-    buffers = [None]                       # buffer 0: the empty sentinel
-    for t in tensors:
-        buffers.append(t.data)
-    buf_offs = []
-    for data in buffers:
-        dv = fb.CreateByteVector(data) if data else None
-        tflite.BufferStart(fb)
-        if dv is not None:
-            tflite.BufferAddData(fb, dv)
-        buf_offs.append(tflite.BufferEnd(fb))
-
-    t_offs = []
-    for i, t in enumerate(tensors):
-        name = fb.CreateString(t.name)
-        shape = vec(tflite.TensorStartShapeVector, t.shape, "PrependInt32")
-        q = None
-        if t.scale is not None:
-            sv = vec(tflite.QuantizationParametersStartScaleVector, t.scale, "PrependFloat32")
-            zv = vec(tflite.QuantizationParametersStartZeroPointVector, t.zero_point,
-                     "PrependInt64")
-            tflite.QuantizationParametersStart(fb)
-            tflite.QuantizationParametersAddScale(fb, sv)
-            tflite.QuantizationParametersAddZeroPoint(fb, zv)
-            tflite.QuantizationParametersAddQuantizedDimension(fb, t.qdim)
-            q = tflite.QuantizationParametersEnd(fb)
-        tflite.TensorStart(fb)
-        tflite.TensorAddShape(fb, shape)
-        tflite.TensorAddType(fb, getattr(TensorType, t.ttype))
-        tflite.TensorAddBuffer(fb, i + 1 if t.data else 0)
-        tflite.TensorAddName(fb, name)
-        if q is not None:
-            tflite.TensorAddQuantization(fb, q)
-        t_offs.append(tflite.TensorEnd(fb))
-
-    codes = sorted({op.code for op in ops}, key=lambda c: getattr(BuiltinOperator, c))
-    o_offs = []
-    for op in ops:
-        opts = None
-        if op.options is not None:
-            kind, d = op.options
-            if kind == "ReshapeOptions":
-                ns = vec(tflite.ReshapeOptionsStartNewShapeVector, d["new_shape"], "PrependInt32")
-                tflite.ReshapeOptionsStart(fb)
-                tflite.ReshapeOptionsAddNewShape(fb, ns)
-                opts = tflite.ReshapeOptionsEnd(fb)
-            elif kind == "FullyConnectedOptions":
-                tflite.FullyConnectedOptionsStart(fb)
-                tflite.FullyConnectedOptionsAddFusedActivationFunction(fb, d["act"])
-                opts = tflite.FullyConnectedOptionsEnd(fb)
-            else:
-                getattr(tflite, f"{kind}Start")(fb)
-                getattr(tflite, f"{kind}AddPadding")(fb, d["padding"])
-                getattr(tflite, f"{kind}AddStrideW")(fb, d["stride_w"])
-                getattr(tflite, f"{kind}AddStrideH")(fb, d["stride_h"])
-                getattr(tflite, f"{kind}AddFusedActivationFunction")(fb, d["act"])
-                getattr(tflite, f"{kind}AddDilationWFactor")(fb, 1)
-                getattr(tflite, f"{kind}AddDilationHFactor")(fb, 1)
-                if "depth_multiplier" in d:
-                    getattr(tflite, f"{kind}AddDepthMultiplier")(fb, d["depth_multiplier"])
-                opts = getattr(tflite, f"{kind}End")(fb)
-        iv = vec(tflite.OperatorStartInputsVector, op.inputs, "PrependInt32")
-        ov = vec(tflite.OperatorStartOutputsVector, op.outputs, "PrependInt32")
-        tflite.OperatorStart(fb)
-        tflite.OperatorAddOpcodeIndex(fb, codes.index(op.code))
-        tflite.OperatorAddInputs(fb, iv)
-        tflite.OperatorAddOutputs(fb, ov)
-        if opts is not None:
-            tflite.OperatorAddBuiltinOptionsType(fb, getattr(BuiltinOptions, op.options[0]))
-            tflite.OperatorAddBuiltinOptions(fb, opts)
-        o_offs.append(tflite.OperatorEnd(fb))
-
-    tv = vec(tflite.SubGraphStartTensorsVector, t_offs, "PrependUOffsetTRelative")
-    iv = vec(tflite.SubGraphStartInputsVector, inputs, "PrependInt32")
-    ov = vec(tflite.SubGraphStartOutputsVector, outputs, "PrependInt32")
-    opv = vec(tflite.SubGraphStartOperatorsVector, o_offs, "PrependUOffsetTRelative")
-    sg_name = fb.CreateString("main")
-    tflite.SubGraphStart(fb)
-    tflite.SubGraphAddTensors(fb, tv)
-    tflite.SubGraphAddInputs(fb, iv)
-    tflite.SubGraphAddOutputs(fb, ov)
-    tflite.SubGraphAddOperators(fb, opv)
-    tflite.SubGraphAddName(fb, sg_name)
-    subgraph = tflite.SubGraphEnd(fb)
-
-    c_offs = []
-    for c in codes:
-        code = getattr(BuiltinOperator, c)
-        tflite.OperatorCodeStart(fb)
-        tflite.OperatorCodeAddDeprecatedBuiltinCode(fb, min(code, 127))
-        tflite.OperatorCodeAddBuiltinCode(fb, code)
-        tflite.OperatorCodeAddVersion(fb, 1)
-        c_offs.append(tflite.OperatorCodeEnd(fb))
-    codes_v = vec(tflite.ModelStartOperatorCodesVector, c_offs, "PrependUOffsetTRelative")
-    subgraphs_v = vec(tflite.ModelStartSubgraphsVector, [subgraph], "PrependUOffsetTRelative")
-    buffers_v = vec(tflite.ModelStartBuffersVector, buf_offs, "PrependUOffsetTRelative")
-    desc = fb.CreateString(description)
-    tflite.ModelStart(fb)
-    tflite.ModelAddVersion(fb, 3)
-    tflite.ModelAddOperatorCodes(fb, codes_v)
-    tflite.ModelAddSubgraphs(fb, subgraphs_v)
-    tflite.ModelAddDescription(fb, desc)
-    tflite.ModelAddBuffers(fb, buffers_v)
-    fb.Finish(tflite.ModelEnd(fb), file_identifier=b"TFL3")
-    return bytes(fb.Output())
+        return serialize(self.tensors, self.ops, inputs, outputs, description)
 
 
 # --- the models ---------------------------------------------------------------------------------
