@@ -3,7 +3,7 @@
 For meshes of 1, 4, 16, 64 and 7,296 PEs running a 4-stage pipeline of a small demo model
 (tests/fixtures/demo_model renamed per stage; PE k runs stage k mod 4, role "stage" with routes
 to its neighbours), renders every PE's app with ``render_pe_app``, runs the mesh build
-(:func:`generator.build.build_mesh_report`) and prints one JSON document:
+(:func:`generator.firmware.build.build_mesh_report`) and prints one JSON document:
 per mesh, the seconds spent rendering, building (compiles and links, in parallel) and stamping,
 the images built vs PEs, and bytes written.
 
@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from generator.build import build_mesh_report  # noqa: E402
-from generator.render import render_pe_app  # noqa: E402
-from generator.spec import AppSpec, Route, TensorSpec  # noqa: E402
+from generator.firmware.build import build_mesh_report  # noqa: E402
+from generator.firmware.render import render_pe_app  # noqa: E402
+from generator.types import AppSpec, Route, TensorSpec  # noqa: E402
 
 DEMO_MODEL = ROOT / "tests" / "fixtures" / "demo_model"
 STAGES = 4

@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generator.accel import accel_cycles, step_qop  # noqa: E402
+from generator.aot.accel import accel_cycles, step_qop  # noqa: E402
 from generator.aot import compile_stage, prepare_model  # noqa: E402
-from generator.boards import load_pe_kind  # noqa: E402
+from generator.boards.catalog import load_pe_kind  # noqa: E402
 from generator.errors import DoesNotFitError  # noqa: E402
-from generator.frontend import import_onnx  # noqa: E402
-from generator.quantize import quantize_model  # noqa: E402
+from generator.frontend.importers import import_onnx  # noqa: E402
+from generator.frontend.quantize import quantize_model  # noqa: E402
 from tests.quant_zoo import QZOO, QZOO_BIG, fp32_twin  # noqa: E402
 
 GOAL_WEIGHTS, GOAL_PEAK_RAM = 0.26, 0.3
@@ -50,10 +50,10 @@ def qemu_run(model, board: str, work: Path) -> dict:
     """Compile for one ``board`` PE, build bare-metal, run two inferences on QEMU."""
     import numpy as np
 
-    from generator.build import build_app
-    from generator.compiler import compile_single_pe
-    from generator.hostlink import HostLink
-    from generator.run import launch
+    from generator.firmware.build import build_app
+    from generator.commands.compile import compile_single_pe
+    from generator.mesh.hostlink import HostLink
+    from generator.mesh.launch import launch
 
     out = work / f"{model.name}_{board}"
     try:

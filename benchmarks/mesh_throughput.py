@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from generator.cli import main as pemesh  # noqa: E402
-from generator.meshrun import MeshRunner, load_plan  # noqa: E402
-from generator.run import QEMU_TICK_NS  # noqa: E402
+from generator.mesh.runner import MeshRunner, load_plan  # noqa: E402
+from generator.mesh.launch import QEMU_TICK_NS  # noqa: E402
 
 
 def mlp(path: Path, layers: int, width: int) -> Path:

@@ -21,12 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure(name: str, work: Path) -> dict:
-    from generator.boards import load_pe_kind
-    from generator.build import build_app
-    from generator.compiler import compile_single_pe
-    from generator.frontend import import_onnx
-    from generator.hostlink import HostLink
-    from generator.run import launch
+    from generator.boards.catalog import load_pe_kind
+    from generator.firmware.build import build_app
+    from generator.commands.compile import compile_single_pe
+    from generator.frontend.importers import import_onnx
+    from generator.mesh.hostlink import HostLink
+    from generator.mesh.launch import launch
     from tests.model_zoo import ZOO
     import numpy as np
 

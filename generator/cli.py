@@ -17,8 +17,8 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import PemeshError
+from generator import __version__
+from generator.errors import PemeshError
 
 log = logging.getLogger("pemesh")
 
@@ -44,7 +44,7 @@ class Command:
 class CompileCmd(Command):
     name = "compile"
     help = "compile a model (ONNX, TFLite, torch.export) for a board or mesh into OUT/"
-    target = "generator.compiler:compile_command"
+    target = "generator.commands.compile:compile_command"
 
     def add_arguments(self, p):
         p.add_argument("model", help="model file: .onnx, .tflite, or .pt2 (torch.export)")
@@ -67,7 +67,7 @@ class CompileCmd(Command):
 class BuildCmd(Command):
     name = "build"
     help = "build every PE image of OUT/"
-    target = "generator.build:build_command"
+    target = "generator.firmware.build:build_command"
 
     def add_arguments(self, p):
         p.add_argument("out", help="folder written by 'pemesh compile'")
@@ -80,7 +80,7 @@ class BuildCmd(Command):
 class RunCmd(Command):
     name = "run"
     help = "run the built mesh on QEMU or host processes, feed inputs, check outputs"
-    target = "generator.run:run_command"
+    target = "generator.mesh.launch:run_command"
 
     def add_arguments(self, p):
         p.add_argument("out", help="folder written by 'pemesh compile' and built")
@@ -108,7 +108,7 @@ class RunCmd(Command):
 class ReportCmd(Command):
     name = "report"
     help = "memory, flash and cycles per PE, and a picture of the mesh"
-    target = "generator.report:report_command"
+    target = "generator.report.summary:report_command"
 
     def add_arguments(self, p):
         p.add_argument("out")
@@ -118,7 +118,7 @@ class ReportCmd(Command):
 class BoardsCmd(Command):
     name = "boards"
     help = "list PE kinds and meshes"
-    target = "generator.boards_cli:boards_command"
+    target = "generator.commands.boards:boards_command"
 
     def add_arguments(self, p):
         p.add_argument("--format", choices=["text", "json"], default="text")
@@ -127,7 +127,7 @@ class BoardsCmd(Command):
 class MicroCmd(Command):
     name = "micro"
     help = "the microTVM Project API flow: create-project, build, flash, run (tvmc micro style)"
-    target = "generator.project_api.commands:micro_command"
+    target = "generator.commands.micro:micro_command"
 
     def add_arguments(self, p):
         sub = p.add_subparsers(dest="micro_action", required=True, metavar="ACTION")

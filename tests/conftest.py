@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     serial = config.getoption("--serial-port") or os.environ.get("PEMESH_SERIAL_PORT")
     zephyr_reason = None
     try:
-        from generator.toolchain import find_zephyr_workspace
+        from generator.firmware.toolchain import find_zephyr_workspace
         if find_zephyr_workspace() is None:
             zephyr_reason = "no Zephyr workspace (set ZEPHYR_BASE or run inside a west topdir)"
         elif shutil.which("west") is None:

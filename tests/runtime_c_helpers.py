@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.messaging import (HOST_ID, Frame, FrameDecoder, FrameType, PongInfo, Stats,
+from generator.wire import (HOST_ID, Frame, FrameDecoder, FrameType, PongInfo, Stats,
                                  encode, tensor_frames, unpack_error, unpack_pong, unpack_stats)
-from generator.render import render_pe_app
-from generator.spec import AppSpec, TensorSpec
+from generator.firmware.render import render_pe_app
+from generator.types import AppSpec, TensorSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "zephyr_app"

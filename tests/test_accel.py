@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.accel import accel_cycles, decide, padded_macs, relayout_weights
+from generator.aot.accel import accel_cycles, decide, padded_macs, relayout_weights
 from generator.aot import compile_stage, write_mlf
-from generator.boards import load_pe_kind
-from generator.frontend import import_onnx
-from generator.quantize import QOp, quantize_model
-from generator.reference import make_inputs, run_reference
+from generator.boards.catalog import load_pe_kind
+from generator.frontend.importers import import_onnx
+from generator.frontend.quantize import QOp, quantize_model
+from generator.verify.reference import make_inputs, run_reference
 from tests.host_harness import CFLAGS, driver_source
 from tests.quant_zoo import QZOO
 

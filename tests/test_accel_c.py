@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.quantize import quantize_multiplier, requantize_ref
+from generator.frontend.quantize import quantize_multiplier, requantize_ref
 
 RUNTIME = Path(__file__).resolve().parent.parent / "zephyr_app"
 SRCS = [RUNTIME / "src" / "accel_sw.c", RUNTIME / "src" / "accel_hw_stub.c"]

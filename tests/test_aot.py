@@ -8,8 +8,8 @@ import pytest
 
 from generator.aot import compile_stage
 from generator.aot.planner import check_plan
-from generator.frontend import import_onnx
-from generator.reference import make_inputs, run_reference
+from generator.frontend.importers import import_onnx
+from generator.verify.reference import make_inputs, run_reference
 from tests.host_harness import run_stage_on_host
 from tests.model_zoo import ZOO
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import boards
-from generator.boards import (HOST_ID, Mesh, list_boards, load_mesh, load_pe_kind,
+from generator.boards import catalog as boards
+from generator.boards.catalog import (HOST_ID, Mesh, list_boards, load_mesh, load_pe_kind,
                               mesh_from_json, resolve_target, single_pe_mesh)
 from generator.cli import main
 from generator.errors import BoardError

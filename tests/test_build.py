@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from generator import build
-from generator.build import (ARM_CFLAGS, Limits, app_sources, build_app, check_fits,
+from generator.firmware import build
+from generator.firmware.build import (ARM_CFLAGS, Limits, app_sources, build_app, check_fits,
                              choose_backend, gcc_commands, west_build_command)
 from generator.cli import main
 from generator.errors import DoesNotFitError, ToolchainError, UsageError
 from generator.paths import runtime_dir
-from generator.toolchain import (APT_HINT, ImageSizes, elf_sizes, find_arm_toolchain, find_qemu,
+from generator.firmware.toolchain import (APT_HINT, ImageSizes, elf_sizes, find_arm_toolchain, find_qemu,
                                  find_zephyr_workspace, parse_berkeley_size)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "build_demo"

@@ -22,7 +22,7 @@ def _tol(ref: np.ndarray) -> float:
 
 def _outputs(path: Path, names: list[str]) -> list[np.ndarray]:
     """`pemesh run --output`: one output → .npy; several → .npz keyed by output name."""
-    from generator.spec import c_identifier
+    from generator.types import c_identifier
 
     if len(names) == 1:
         return [np.load(path)]

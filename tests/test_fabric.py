@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from generator.boards import load_mesh
-from generator.fabric import Fabric, Faults
-from generator.messaging import (HOST_ID, Ack, Frame, FrameDecoder, FrameType, encode, pack_ack,
+from generator.boards.catalog import load_mesh
+from generator.mesh.fabric import Fabric, Faults
+from generator.wire import (HOST_ID, Ack, Frame, FrameDecoder, FrameType, encode, pack_ack,
                                  unpack_ack)
 
 pytestmark = pytest.mark.timeout(60)

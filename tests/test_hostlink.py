@@ -14,11 +14,11 @@ import pytest
 import serial
 
 from generator.errors import RunError, UsageError
-from generator.hostlink import HostLink
-from generator.messaging import (HOST_ID, Ack, ErrorInfo, Frame, FrameDecoder, FrameType, PongInfo,
+from generator.mesh.hostlink import HostLink
+from generator.wire import (HOST_ID, Ack, ErrorInfo, Frame, FrameDecoder, FrameType, PongInfo,
                                  Stats, chunk_tensor, encode, pack_ack, pack_error, pack_pong,
                                  pack_stats)
-from generator.spec import TensorSpec
+from generator.types import TensorSpec
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -263,7 +263,7 @@ def test_malformed_pong_is_a_run_error(pair):
 
 # --- the host in a mesh: MeshPeLink (go-back-N on link 0) ---------------------------------------
 
-from generator.hostlink import READY, MeshPeLink, ping_all  # noqa: E402
+from generator.mesh.hostlink import READY, MeshPeLink, ping_all  # noqa: E402
 
 
 class FilePort(SocketPort):

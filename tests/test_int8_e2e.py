@@ -46,7 +46,7 @@ def test_int8_dscnn_offloaded(tmp_path, platform, capsys):
     line = next(ln for ln in out.splitlines() if "accelerator wrappers:" in ln)
     assert f"{len(offloaded)} call(s)" in line
     # the report shows modeled accelerator cycles beside the measured CPU cycles per PE
-    from generator.report import collect
+    from generator.report.summary import collect
 
     pe = collect(tmp_path / f"out_qemu_cortex_m3_mac_{platform}")["pes"][0]
     assert pe["accel_cycles"] > 0 and pe["cycles"] > 0 and pe["accel_calls"] == len(offloaded)

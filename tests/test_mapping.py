@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from generator.boards import HOST_ID, load_mesh, load_pe_kind, single_pe_mesh
+from generator.boards.catalog import HOST_ID, load_mesh, load_pe_kind, single_pe_mesh
 from generator.errors import DoesNotFitError, UsageError
-from generator.mapping import (MeshPlacement, StageShards, max_replicas, place, serpentine)
+from generator.partition.placement import (MeshPlacement, StageShards, max_replicas, place, serpentine)
 
 
 def _shapes():

@@ -18,8 +18,8 @@ import pytest
 
 from generator.cli import main
 from generator.errors import RunError
-from generator.fabric import Faults
-from generator.meshrun import MeshRunner, load_plan, report
+from generator.mesh.fabric import Faults
+from generator.mesh.runner import MeshRunner, load_plan, report
 from generator.paths import runtime_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _inputs(plan, k: int) -> list[list[np.ndarray]]:
 
 
 def _expected(xs: list[np.ndarray]) -> list[np.ndarray]:
-    from generator.reference import run_onnxruntime
+    from generator.verify.reference import run_onnxruntime
     return run_onnxruntime(MODEL, xs)
 
 

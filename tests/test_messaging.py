@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.messaging import (
+from generator.wire import (
     HOST_ID, MAX_PAYLOAD, PE_CONFIG_MAGIC, Ack, ErrorInfo, Frame, FrameDecoder, FrameType,
     PeConfig, PongInfo, Stats, chunk_tensor, encode, pack_ack, pack_error, pack_pe_config,
     pack_pong, pack_ready, pack_stats, tensor_frames, unpack_ack, unpack_error, unpack_pe_config,

@@ -9,7 +9,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from generator.aot import compile_stage, read_mlf_metadata, write_mlf
-from generator.frontend import import_onnx
+from generator.frontend.importers import import_onnx
 
 
 def _two_input_stage():
@@ -84,7 +84,7 @@ def test_compile_definitions_and_gdbserver_options(tmp_path):
         proj.build()
     cmds = (tmp_path / "proj" / "build" / "commands.txt").read_text()
     assert "-DPEMESH_TEST_FLAG=7" in cmds and "-DOTHER" in cmds
-    from generator.run import qemu_command
+    from generator.mesh.launch import qemu_command
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -11,9 +11,9 @@ import pytest
 from generator.aot import StepFacts, emit_stage, prepare_model, stage_io, step_facts, tensor_spec
 from generator.aot.graph import Program, Step
 from generator.errors import DoesNotFitError
-from generator.frontend import import_onnx
-from generator.partition import PeBudget, brute_force_partition, partition_pipeline
-from generator.reference import make_inputs, run_reference
+from generator.frontend.importers import import_onnx
+from generator.partition.pipeline import PeBudget, brute_force_partition, partition_pipeline
+from generator.verify.reference import make_inputs, run_reference
 from tests.host_harness import run_stage_on_host
 from tests.model_zoo import ZOO
 
@@ -59,7 +59,7 @@ def test_dp_equals_exhaustive_search_on_chains(seed):
 
 def _run_pipeline(pm, ranges, model, inputs, tmp_path):
     """Run each stage's generated C on the host in turn, handing tensors on by id."""
-    from generator.meshcompile import stage_tensor_io
+    from generator.partition.plan import stage_tensor_io
 
     defs, _ = stage_tensor_io(pm, ranges)
     values = {t: a for t, a in zip(pm.prog.inputs, inputs)}
@@ -94,7 +94,7 @@ def test_sharded_dense_layer_matches(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from generator.shard import shard_layers
+    from generator.partition.shard import shard_layers
 
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((96, 128)) / 10).astype(np.float32)   # 48 KiB

@@ -107,7 +107,7 @@ def test_template_replies():
 
 @pytest.mark.timeout(300)
 def test_generated_project_replies(tmp_path):
-    pytest.importorskip("generator.render", reason="generator.render not there yet")
+    pytest.importorskip("generator.firmware.render", reason="generator.firmware.render not there yet")
     mlf = make_toy_mlf(tmp_path / "toy.tar")
     project = tmp_path / "project"
     srv = RawServer(TEMPLATE)
@@ -131,7 +131,7 @@ def test_generated_project_replies(tmp_path):
                                            "session_established_timeout_sec"}
         assert all(isinstance(v, float) for v in result["timeouts"].values())
         # PING frame to the host link (CONTRACTS §1): the PE answers with a PONG frame
-        from generator.messaging import Frame, FrameType, encode
+        from generator.wire import Frame, FrameType, encode
         ping = encode(Frame(FrameType.PING, src=0xFFFF, dst=0, stream=0, seq=0, chunk=0,
                             nchunks=1, payload=b""))
         w = srv.call("write_transport", {"data": base64.b85encode(ping).decode(),

@@ -14,9 +14,9 @@ from onnx import helper, numpy_helper
 
 from generator.aot import compile_stage
 from generator.errors import UnsupportedModelError
-from generator.frontend import import_onnx
-from generator.quantize import quantize_model, quantize_multiplier, requantize_ref
-from generator.reference import make_inputs, run_onnxruntime, run_reference
+from generator.frontend.importers import import_onnx
+from generator.frontend.quantize import quantize_model, quantize_multiplier, requantize_ref
+from generator.verify.reference import make_inputs, run_onnxruntime, run_reference
 from tests.host_harness import run_stage_on_host
 from tests.quant_zoo import QZOO
 
@@ -103,7 +103,7 @@ def test_unsupported_scheme_names_the_node(kw, words):
 
 
 def test_int16_quantization_is_rejected_by_node():
-    from generator.quantize import check_onnx_qdq
+    from generator.frontend.quantize import check_onnx_qdq
     proto = _qdq_conv(q_elem="int16")
     with pytest.raises(UnsupportedModelError, match="q_in.*INT16"):
         check_onnx_qdq(proto)

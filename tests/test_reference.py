@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from generator.errors import UsageError
-from generator.frontend import import_onnx, load_model
-from generator.reference import compare, make_inputs, run_onnxruntime, run_reference, tolerance
-from generator.spec import TensorSpec
+from generator.frontend.importers import import_onnx, load_model
+from generator.verify.reference import compare, make_inputs, run_onnxruntime, run_reference, tolerance
+from generator.types import TensorSpec
 from tests import model_zoo
 from tests.model_zoo import ZOO
 

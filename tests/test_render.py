@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from generator.errors import UsageError
-from generator.render import GENERATED, render_pe_app
-from generator.messaging import HOST_ID, PeConfig, pack_pe_config
-from generator.spec import AppSpec, Route, TensorSpec
+from generator.firmware.render import GENERATED, render_pe_app
+from generator.wire import HOST_ID, PeConfig, pack_pe_config
+from generator.types import AppSpec, Route, TensorSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNTIME = Path(__file__).resolve().parent.parent / "zephyr_app"

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.build import build_app, build_mesh
+from generator.firmware.build import build_app, build_mesh
 from generator.cli import main
 from generator.errors import CheckError, RunError, UsageError
-from generator.hostlink import HostLink
-from generator.run import (HOST_PTY_RE, QEMU_PTY_RE, PeProcess, launch, qemu_command,
+from generator.mesh.hostlink import HostLink
+from generator.mesh.launch import (HOST_PTY_RE, QEMU_PTY_RE, PeProcess, launch, qemu_command,
                            ticks_to_instructions)
-from generator.spec import TensorSpec
+from generator.types import TensorSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_build import APP, FIXTURE, make_out  # noqa: E402
@@ -62,7 +62,7 @@ def test_ticks_to_instructions():
 
 
 def test_check_outputs_tolerance_nan_and_integers(tmp_path, capsys):
-    from generator.check import check_outputs
+    from generator.verify.check import check_outputs
 
     ref = np.array([0.0, 100.0])
     check_outputs([[ref + 0.005]], [ref], tmp_path)            # within 1e-4 * 101
@@ -192,8 +192,8 @@ def test_run_command_qemu_check(tmp_path, capsys):
 @pytest.mark.parametrize("backend", ["host", pytest.param("baremetal", marks=[needs_qemu,
                                                                            pytest.mark.qemu])])
 def test_rendered_demo_app(tmp_path, backend):
-    render = pytest.importorskip("generator.render")
-    from generator.spec import AppSpec
+    render = pytest.importorskip("generator.firmware.render")
+    from generator.types import AppSpec
     model = tmp_path / "model"
     shutil.copytree(FIXTURE.parent / "demo_model", model)
     spec = AppSpec(

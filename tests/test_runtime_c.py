@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.messaging import (HOST_ID, MAX_PAYLOAD, Frame, FrameDecoder, FrameType, PongInfo,
+from generator.wire import (HOST_ID, MAX_PAYLOAD, Frame, FrameDecoder, FrameType, PongInfo,
                                  Stats, encode, unpack_ack, unpack_error, unpack_pong,
                                  unpack_stats)
 from tests.runtime_c_helpers import (ARM, CORE, FIXTURES, HOST_PORT, PE_ID, RUNTIME, WARN,

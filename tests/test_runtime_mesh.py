@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.messaging import (FLAG_HOST_OUTPUTS, HOST_ID, Frame, FrameDecoder, FrameType,
+from generator.wire import (FLAG_HOST_OUTPUTS, HOST_ID, Frame, FrameDecoder, FrameType,
                                  PongInfo, Stats, encode, pack_ready, tensor_frames, unpack_ack,
                                  unpack_pong, unpack_ready, unpack_stats)
-from generator.render import render_pe_app
-from generator.spec import AppSpec, Route
+from generator.firmware.render import render_pe_app
+from generator.types import AppSpec, Route
 from tests.runtime_c_helpers import (FIXTURES, HOST_PORT, PE_ID, WARN, HostSide, app_sources,
                                      build_lm3s, cc, demo_app, demo_reference,  # noqa: F401
                                      demo_spec, inputs, needs_arm, needs_gcc, needs_qemu,

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from generator import stamp
-from generator.build import build_app, build_mesh_report, load_build
+from generator.firmware import stamp
+from generator.firmware.build import build_app, build_mesh_report, load_build
 from generator.errors import BuildError, UsageError
-from generator.hostlink import HostLink
+from generator.mesh.hostlink import HostLink
 from generator.paths import runtime_dir
-from generator.render import render_pe_app
-from generator.run import launch
-from generator.spec import AppSpec, Route, TensorSpec
+from generator.firmware.render import render_pe_app
+from generator.mesh.launch import launch
+from generator.types import AppSpec, Route, TensorSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
@@ -128,10 +128,10 @@ def test_pack_equals_compiled_pe_config(tmp_path, spec, cc):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.pe_name)
 def test_pack_agrees_with_messaging(spec):
-    """generator.messaging has its own packer (for the C runtime tests); both follow §6."""
-    messaging = pytest.importorskip("generator.messaging")
+    """generator.wire has its own packer (for the C runtime tests); both follow §6."""
+    messaging = pytest.importorskip("generator.wire")
     if not hasattr(messaging, "pack_pe_config"):
-        pytest.skip("generator.messaging has no pack_pe_config")
+        pytest.skip("generator.wire has no pack_pe_config")
     cfg = messaging.PeConfig(spec.pe_id, stamp.ROLE_VALUES[spec.role],
                              tuple((r.kind, r.a, r.pe, r.b) for r in spec.routes), spec.flags)
     assert messaging.pack_pe_config(cfg) == stamp.pack_pe_config(spec)

@@ -19,10 +19,10 @@ import pytest
 
 from generator.aot import compile_stage
 from generator.cli import main
-from generator.compiler import quantize_if_qdq
+from generator.commands.compile import quantize_if_qdq
 from generator.errors import UnsupportedModelError
-from generator.frontend import load_model
-from generator.reference import make_inputs, run_reference
+from generator.frontend.importers import load_model
+from generator.verify.reference import make_inputs, run_reference
 from tests.host_harness import run_stage_on_host
 from tests.test_accel import ACCEL, run_with_accel
 from tests.tflite_int8_zoo import TFZOO, make, out_scale, tfl_bad

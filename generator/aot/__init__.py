@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..spec import TensorSpec
-from .mlf import read_mlf_metadata, write_mlf  # noqa: F401  (re-exported API)
-from .planner import Buffer, MemoryPlan, plan_memory
+from generator.types import TensorSpec
+from generator.aot.mlf import read_mlf_metadata, write_mlf  # noqa: F401  (re-exported API)
+from generator.aot.planner import Buffer, MemoryPlan, plan_memory
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ class StepFacts:
 
 def prepare_model(mod, name: str) -> PreparedModel:
     """Legalize, fuse and lower every operator of ``mod`` once (the expensive part)."""
-    from .graph import build_program
-    from .lower import lower_prim_funcs, relax_pipeline, split_functions
+    from generator.aot.graph import build_program
+    from generator.aot.lower import lower_prim_funcs, relax_pipeline, split_functions
 
     t0 = time.perf_counter()
     fused = relax_pipeline(mod)
@@ -172,12 +172,12 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
 
     ``accelerator`` (a ``boards.Accelerator``): int8 steps it supports call the
     ``pemesh_accel_*`` wrappers instead of TVM code (``generator/accel.py``)."""
-    from . import emit
+    from generator.aot import emit
 
     decisions = ()
     offloaded: set[int] = set()
     if accelerator is not None:
-        from ..accel import plan_offload
+        from generator.aot.accel import plan_offload
         decisions = tuple(plan_offload(pm, steps, accelerator))
         offloaded = {d.step for d in decisions if d.offloaded}
 
@@ -235,7 +235,7 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
     used_funcs = sorted({pm.funcs[prog.steps[si].func].c_name for si in tvm_steps})
     accel_calls = {}
     if offloaded:
-        from ..accel import make_call, step_qop
+        from generator.aot.accel import make_call, step_qop
         for d in decisions:
             if d.offloaded:
                 accel_calls[d.step] = make_call(pm, d.step, step_qop(pm, d.step), d.kind,
@@ -278,7 +278,7 @@ def compile_stage(mod, name: str, inputs: tuple[TensorSpec, ...], outputs: tuple
 
 
 def _check_io(prog, inputs, outputs, name: str) -> None:
-    from ..errors import UnsupportedModelError
+    from generator.errors import UnsupportedModelError
 
     got_in = [(prog.tensors[t].shape, prog.tensors[t].dtype) for t in prog.inputs]
     got_out = [(prog.tensors[t].shape, prog.tensors[t].dtype) for t in prog.outputs]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
-from ..spec import SUPPORTED_DTYPES, tensor_nbytes
+from generator.errors import UnsupportedModelError
+from generator.types import SUPPORTED_DTYPES, tensor_nbytes
 
 
 @dataclass

@@ -23,8 +23,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ..errors import UnsupportedModelError
-from ..spec import tensor_nbytes
+from generator.errors import UnsupportedModelError
+from generator.types import tensor_nbytes
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, Lowe
         scheduled = auto_inline(func)
         macs = _count_macs(scheduled)
         if func.attrs is not None and "pemesh.qop" in func.attrs:  # int8 qop (quantize.py)
-            from ..quantize import QOp
+            from generator.frontend.quantize import QOp
             macs = QOp.from_json(str(func.attrs["pemesh.qop"])).macs
         plain, params = to_plain_c_signature(scheduled, name)
         c_name = f"{prefix}_{name}"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import CompiledStage
+    from generator.aot import CompiledStage
 
 MLF_VERSION = 7
 
@@ -111,7 +111,7 @@ def write_mlf(stage: "CompiledStage", tar_path: Path, unpack_dir: Path | None = 
 
 def read_mlf_metadata(tar_path: Path) -> dict[str, Any]:
     """Read ``metadata.json`` of an MLF tar (pemesh's, or an old TVM's)."""
-    from ..errors import UsageError
+    from generator.errors import UsageError
 
     try:
         with tarfile.open(tar_path) as tar:

@@ -9,7 +9,7 @@
 The template project is ``templates/project_api/microtvm_api_server.py``.
 """
 
-from .protocol import (PROTOCOL_VERSION, ErrorCode, IoTimeoutError, JSONRPCError, ProjectOption,
+from generator.project_api.protocol import (PROTOCOL_VERSION, ErrorCode, IoTimeoutError, JSONRPCError, ProjectOption,
                        ServerError, ServerInfo, TransportClosedError, TransportTimeouts,
                        UnsupportedTVMVersionError)
 

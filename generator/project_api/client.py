@@ -23,8 +23,8 @@ import sys
 import time
 from typing import Any, BinaryIO, Mapping
 
-from ..errors import RunError, UsageError
-from .protocol import (JSONRPCError, ProjectOption, TransportTimeouts, b85decode, b85encode,
+from generator.errors import RunError, UsageError
+from generator.project_api.protocol import (JSONRPCError, ProjectOption, TransportTimeouts, b85decode, b85encode,
                        check_option_value, validate_reply)
 
 log = logging.getLogger(__name__)

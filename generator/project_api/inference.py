@@ -2,7 +2,7 @@
 
 :class:`TransportPort` gives a :class:`~generator.project_api.client.ProjectTransport` the small
 pyserial-like face (``read(n)``, ``write(data)``, ``timeout``, ``in_waiting``) that
-:class:`generator.hostlink.HostLink` talks to; :func:`run_inference` runs one inference on an open
+:class:`generator.mesh.hostlink.HostLink` talks to; :func:`run_inference` runs one inference on an open
 transport or on a :class:`~generator.project_api.client.GeneratedProject` (opening and closing its
 transport around the call).
 """
@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .client import GeneratedProject, ProjectTransport
-from .protocol import IoTimeoutError
+from generator.project_api.client import GeneratedProject, ProjectTransport
+from generator.project_api.protocol import IoTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,13 @@ def run_inference(target: ProjectTransport | GeneratedProject, inputs: Sequence[
     ``output_specs`` (TensorSpecs) shapes the outputs; a generated project supplies them from its
     own ``pemesh_app.json``; over a bare transport without them, outputs come back flat bytes.
     """
-    from ..hostlink import HostLink
+    from generator.mesh.hostlink import HostLink
 
     if isinstance(target, GeneratedProject):
         if output_specs is None:
             from pathlib import Path
 
-            from ..build import load_app_spec
+            from generator.firmware.build import load_app_spec
 
             app_json = Path(target.model_library_format_path).parent / "pemesh_app.json"
             if app_json.is_file():

@@ -26,7 +26,7 @@ import types
 import typing
 from typing import Any, BinaryIO, Callable, Sequence
 
-from .protocol import (PROTOCOL_VERSION, ErrorCode, JSONRPCError, ServerError, ServerInfo,
+from generator.project_api.protocol import (PROTOCOL_VERSION, ErrorCode, JSONRPCError, ServerError, ServerInfo,
                        TransportTimeouts, b85decode, b85encode, request_id_of, validate_request)
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ A client (pemesh's ``generator.project_api.client``, or TVM ≤0.18's ``tvm.micr
 starts this script as ``python microtvm_api_server.py --read-fd R --write-fd W`` with cwd = this
 directory. It is a template while no ``model.tar`` sits beside it; ``generate_project`` makes a
 project folder holding the MLF (``model.tar``, unpacked into ``model/``), the PE app rendered by
-``generator.render.render_pe_app`` (one PE, host-link framing of docs/CONTRACTS.md §1) and a copy
+``generator.firmware.render.render_pe_app`` (one PE, host-link framing of docs/CONTRACTS.md §1) and a copy
 of this script, which then serves build / flash / open_transport for that project.
 
 This script imports the protocol and the build/run stages from the ``generator`` package, so it
@@ -110,7 +110,7 @@ def read_mlf_io(model_dir: Path) -> dict[str, Any]:
     """
     import numpy as np
 
-    from generator.spec import TensorSpec
+    from generator.types import TensorSpec
 
     meta_path = model_dir / "metadata.json"
     try:
@@ -188,7 +188,7 @@ class PemeshProjectHandler(ProjectAPIHandler):
     def __init__(self, project_dir: Path | None = None):
         self.project_dir = Path(project_dir or SERVER_DIR).resolve()
         self._serial: Any = None       # serial.Serial while the transport is open
-        self._process: Any = None      # generator.run.PeProcess for QEMU / host PEs
+        self._process: Any = None      # generator.mesh.launch.PeProcess for QEMU / host PEs
 
     # --- helpers --------------------------------------------------------------------------
     @property
@@ -219,7 +219,7 @@ class PemeshProjectHandler(ProjectAPIHandler):
         return out
 
     def _build_result(self, method: str):
-        from generator.build import BuildResult
+        from generator.firmware.build import BuildResult
 
         record = self.project_dir / BUILD_DIR / BUILD_RECORD
         if self.is_template:
@@ -259,8 +259,8 @@ class PemeshProjectHandler(ProjectAPIHandler):
         log.info("generated %s", project_dir)
 
     def _generate(self, mlf: Path, project_dir: Path, opts: dict[str, Any]) -> None:
-        from generator.render import render_pe_app
-        from generator.spec import AppSpec
+        from generator.firmware.render import render_pe_app
+        from generator.types import AppSpec
 
         shutil.copy2(mlf, project_dir / MODEL_TAR)
         model_dir = project_dir / MODEL_DIR
@@ -294,7 +294,7 @@ class PemeshProjectHandler(ProjectAPIHandler):
             shutil.copy2(launcher, project_dir / launcher.name)
 
     def build(self, options: dict) -> None:
-        from generator.build import build_app
+        from generator.firmware.build import build_app
 
         opts = self._options("build", options)
         if self.is_template:
@@ -316,8 +316,8 @@ class PemeshProjectHandler(ProjectAPIHandler):
         return env
 
     def flash(self, options: dict) -> None:
-        from generator.build import QEMU_BOARD_PORTS
-        from generator.toolchain import find_qemu
+        from generator.firmware.build import QEMU_BOARD_PORTS
+        from generator.firmware.toolchain import find_qemu
 
         opts = self._options("flash", options)
         result = self._build_result("flash")
@@ -346,7 +346,7 @@ class PemeshProjectHandler(ProjectAPIHandler):
         if opts["serial_port"]:
             port, timeouts = opts["serial_port"], SERIAL_TIMEOUTS
         else:
-            from generator.run import launch
+            from generator.mesh.launch import launch
 
             result = self._build_result("open_transport")
             if not (result.runs_on_qemu or result.backend == "host"):

@@ -41,11 +41,11 @@ class DeviceConfig:
 def _missing(cfg: DeviceConfig) -> str | None:
     """What is missing to run on ``cfg`` (None when everything is there)."""
     try:
-        import generator.render  # noqa: F401
+        import generator.firmware.render  # noqa: F401
     except ImportError as exc:
-        return f"generator.render is not importable yet ({exc})"
+        return f"generator.firmware.render is not importable yet ({exc})"
     if cfg.real_hardware or cfg.backend == "west":
-        from generator.toolchain import find_zephyr_workspace
+        from generator.firmware.toolchain import find_zephyr_workspace
         if find_zephyr_workspace() is None:
             return "no Zephyr workspace (ZEPHYR_BASE or a west topdir) to build for real hardware"
         if not Path(cfg.serial_port or "").exists() and cfg.real_hardware:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from generator.project_api.inference import run_inference
-from generator.spec import TensorSpec
+from generator.types import TensorSpec
 
 pytestmark = [pytest.mark.qemu, pytest.mark.hil, pytest.mark.timeout(300)]
 

@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from generator.messaging import (
+from generator.wire import (
     HOST_ID, ROLE_SINGLE, ROLE_STAGE, Frame, FrameDecoder, FrameType, PeConfig, encode,
     pack_pe_config, pack_ready)
 

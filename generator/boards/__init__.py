@@ -1,0 +1,1 @@
+"""PE kinds and meshes: YAML files under boards/, checked against a schema."""

@@ -1,0 +1,1 @@
+"""One module per ``pemesh`` command: each chains the stages it needs."""

@@ -1,0 +1,175 @@
+"""``pemesh micro create-project|build|flash|run`` — the Project API flow from the command line.
+
+Like ``tvmc micro``: every action starts the project's (or template's) server, and
+``--project-option NAME=VALUE`` values are parsed by the type the server declares for NAME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from generator.errors import CheckError, RunError, UsageError
+from generator.project_api.client import GeneratedProject, TemplateProject, fill_options
+from generator.project_api.protocol import JSONRPCError, ProjectOption
+
+log = logging.getLogger(__name__)
+
+REFERENCE_DIR = "reference"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_option_value(option: ProjectOption, text: str) -> Any:
+    """``text`` converted to the option's declared type (bool: true/false/yes/no/1/0/on/off)."""
+    if option.type == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise UsageError(f"option {option.name}: {text!r} is not a bool",
+                         hint="use true or false")
+    if option.type == "int":
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise UsageError(f"option {option.name}: {text!r} is not an int",
+                             hint=option.help) from None
+    return text
+
+
+def parse_project_options(declared: Sequence[ProjectOption], items: Sequence[str]) -> dict:
+    """``["NAME=VALUE", ...]`` → a checked dict (unknown names and bad values raise UsageError)."""
+    by_name = {o.name: o for o in declared}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--project-option {item!r}: want NAME=VALUE",
+                             hint="e.g. -x board=qemu_cortex_m3")
+        if name not in by_name:
+            raise UsageError(f"unknown project option {name!r}",
+                             hint=f"the server offers: {', '.join(sorted(by_name))}")
+        out[name] = parse_option_value(by_name[name], text)
+    fill_options(list(declared), out)    # checks types and choices
+    return out
+
+
+def _open_project(project_dir: Path, items: Sequence[str]) -> GeneratedProject:
+    project = GeneratedProject.from_directory(project_dir)
+    try:
+        project.options = fill_options(project.project_options,
+                                       parse_project_options(project.project_options, items))
+    except BaseException:
+        project.close()
+        raise
+    return project
+
+
+def _find_reference(mlf: Path) -> Path | None:
+    """The reference folder beside an MLF: ``<mlf dir>/reference`` or ``OUT/reference``."""
+    for cand in (mlf.parent / REFERENCE_DIR, mlf.parent.parent.parent / REFERENCE_DIR):
+        if cand.is_dir() and any(cand.glob("input_*.npy")):
+            return cand
+    return None
+
+
+def create_project(args: argparse.Namespace) -> int:
+    from generator.paths import templates_dir
+
+    template_dir = Path(args.template_dir) if args.template_dir else templates_dir() / "project_api"
+    project_dir = Path(args.project_dir).resolve()
+    mlf = Path(args.mlf).resolve()
+    if not mlf.is_file():
+        raise UsageError(f"no MLF tar at {mlf}", hint="pass OUT/stages/<stage>/model.tar")
+    if project_dir.exists():
+        if not args.force:
+            raise UsageError(f"{project_dir} already exists", hint="use --force to replace it")
+        shutil.rmtree(project_dir)
+    with TemplateProject.from_directory(template_dir) as template:
+        options = parse_project_options(template.project_options, args.project_option)
+        template.generate_project(mlf, project_dir, options).close()
+    ref = _find_reference(mlf)
+    if ref is not None:
+        dest = project_dir / REFERENCE_DIR
+        dest.mkdir()
+        for f in sorted(ref.glob("*.npy")):
+            shutil.copy2(f, dest / f.name)
+    print(f"generated {project_dir}" + (f" (reference from {ref})" if ref else ""))
+    return 0
+
+
+def _load_arrays(paths: Sequence[str]) -> list[np.ndarray]:
+    arrays: list[np.ndarray] = []
+    for p in paths:
+        if p.endswith(".npz"):
+            with np.load(p) as z:
+                arrays += [z[k] for k in sorted(z.files)]
+        else:
+            arrays.append(np.load(p))
+    return arrays
+
+
+def _reference(folder: Path, kind: str) -> list[np.ndarray]:
+    files = sorted(folder.glob(f"{kind}_*.npy"), key=lambda f: int(f.stem.split("_")[-1]))
+    return [np.load(f) for f in files]
+
+
+def run_project(args: argparse.Namespace) -> int:
+    from generator.firmware.build import load_app_spec
+    from generator.project_api.inference import run_inference
+
+    project_dir = Path(args.project_dir).resolve()
+    spec = load_app_spec(project_dir)
+    ref_dir = Path(args.reference) if args.reference else project_dir / REFERENCE_DIR
+    inputs = _load_arrays(args.input) if args.input else _reference(ref_dir, "input")
+    if not inputs:
+        raise UsageError("no inputs", hint=f"pass --input, or put input_0.npy in {ref_dir}")
+    with _open_project(project_dir, args.project_option) as project:
+        outputs, stats = run_inference(project, inputs, output_specs=spec.outputs)
+    for i, out in enumerate(outputs):
+        print(f"output {i}: shape {tuple(out.shape)} dtype {out.dtype}")
+    print(f"stats: {stats}")
+    if args.output:
+        if args.output.endswith(".npz"):
+            np.savez(args.output, *outputs)
+        else:
+            np.save(args.output, outputs[0])
+    if args.check:
+        expected = _reference(ref_dir, "output")
+        if len(expected) != len(outputs):
+            raise CheckError(f"{len(outputs)} outputs but {len(expected)} references in {ref_dir}",
+                             hint="pass --reference with the stage's own reference")
+        for i, (got, want) in enumerate(zip(outputs, expected)):
+            got = got.reshape(want.shape) if got.size == want.size else got
+            if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+                raise CheckError(f"output {i} differs from the reference in {ref_dir}",
+                                 hint="compare with 'pemesh run --check'")
+        print("check: outputs match the reference")
+    return 0
+
+
+def micro_command(args: argparse.Namespace) -> int:
+    """Entry point of ``pemesh micro ACTION``; server-side errors become RunError."""
+    try:
+        return _micro(args)
+    except JSONRPCError as exc:
+        raise RunError(f"micro {args.micro_action}: {exc}",
+                       hint="the project's server reported this; rerun with -vv") from None
+
+
+def _micro(args: argparse.Namespace) -> int:
+    action = args.micro_action
+    if action == "create-project":
+        return create_project(args)
+    if action == "run":
+        return run_project(args)
+    with _open_project(Path(args.project_dir).resolve(), args.project_option) as project:
+        getattr(project, action)()
+    print(f"{action}: done")
+    return 0

@@ -1,0 +1,1 @@
+"""Per-PE Zephyr apps (render), toolchains, builds, config stamping, ELF sizes."""

@@ -1,0 +1,1 @@
+"""Model importers (ONNX, TFLite, torch.export) to Relax, and int8 folding."""

@@ -1,0 +1,1 @@
+"""Running PEs: launch (QEMU or host), host links, the fabric (NoC model)."""

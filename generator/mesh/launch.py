@@ -1,0 +1,419 @@
+"""Launching PEs (QEMU or host processes) and ``pemesh run``.
+
+:func:`launch` starts one built image and returns a :class:`PeProcess` whose ``serial_path`` is
+the PE's host link (UART0) as a pty — the same kind of path a real board's serial port has, so
+:class:`~generator.mesh.hostlink.HostLink` talks to QEMU, a host process and hardware alike.
+
+- QEMU (``baremetal``/``west`` images): ``qemu-system-arm -M lm3s6965evb -cpu cortex-m3
+  -display none -monitor none -serial pty -kernel fw.elf -icount shift=N,align=off,sleep=on``.
+  ``sleep=on``: an idle guest (WFI) lets QEMU sleep until its next timer instead of warping
+  virtual time in a busy loop (``sleep=off`` burns a host core per idle PE); compute is still
+  counted exactly, so cycle counts of a run do not change. A mesh PE adds
+  ``-chardev socket,id=noc,path=<fabric socket> -serial chardev:noc`` (UART1 = link 1).
+  QEMU announces ``char device redirected to /dev/pts/N`` (stdout or stderr).
+- host (``host`` images): the executable prints ``pemesh: link0 on /dev/pts/N``.
+
+Cycles under QEMU. The firmware reports SysTick ticks. QEMU's lm3s6965evb clocks the core (and
+SysTick's processor clock) from the system control block: 200 MHz / (SYSDIV+1) with the RCC reset
+value's SYSDIV = 15, i.e. a tick period of 80 virtual ns (12.5 MHz; the board is nominally a 12 MHz
+part). With ``-icount shift=N`` every guest instruction advances virtual time by 2^N ns, so
+
+    instructions = ticks × 80 ns / 2^N
+
+which is what ``pemesh run`` prints next to the raw cycle count (at N = 6, 1 instruction = 0.8 ticks).
+Without icount virtual time follows the host clock and cycles are wall-clock-like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import atexit
+import logging
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from collections import deque
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from generator.firmware.build import BuildResult, load_build, load_mesh
+from generator.errors import CheckError, RunError, UsageError
+from generator.types import TensorSpec
+from generator.firmware.toolchain import find_qemu
+
+log = logging.getLogger(__name__)
+
+#: Zephyr's CONFIG_QEMU_ICOUNT_SHIFT default
+DEFAULT_ICOUNT_SHIFT = 6
+#: virtual ns per SysTick tick on QEMU's lm3s6965evb (see the module docstring)
+QEMU_TICK_NS = 80
+QEMU_MACHINE = "lm3s6965evb"
+QEMU_PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+)")
+HOST_PTY_RE = re.compile(r"pemesh: link0 on (/dev/\S+)")
+STARTUP_TIMEOUT = 10.0
+BAUD = 115200
+
+_live: "weakref.WeakSet[PeProcess]" = weakref.WeakSet()
+_atexit_registered = False
+
+
+def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
+                 icount_shift: int | None = DEFAULT_ICOUNT_SHIFT,
+                 link1: str | None = None, gdb_port: int | None = None) -> tuple[str, ...]:
+    """The QEMU command line for one bare-metal/Zephyr qemu_cortex_m3 image.
+
+    ``link1``: a unix socket (the fabric's endpoint) for UART1, the PE's mesh link.
+    ``gdb_port``: expose QEMU's gdb stub on this localhost TCP port (the firmware still runs).
+    """
+    cmd = [qemu, "-M", QEMU_MACHINE, "-cpu", "cortex-m3", "-display", "none", "-monitor", "none"]
+    if link1 is not None:
+        cmd += ["-chardev", f"socket,id=noc,path={link1}"]
+    cmd += ["-serial", "pty"]
+    if link1 is not None:
+        cmd += ["-serial", "chardev:noc"]
+    cmd += ["-kernel", str(image)]
+    if icount_shift is not None:
+        cmd += ["-icount", f"shift={icount_shift},align=off,sleep=on"]
+    if gdb_port is not None:
+        cmd += ["-gdb", f"tcp:127.0.0.1:{int(gdb_port)}"]
+    return tuple(cmd)
+
+
+def ticks_to_instructions(ticks: int, icount_shift: int) -> float:
+    """Guest instructions that took ``ticks`` SysTick ticks under ``-icount shift=N``."""
+    return ticks * QEMU_TICK_NS / float(1 << icount_shift)
+
+
+def _pdeathsig_hook() -> Any:
+    """A preexec_fn asking Linux to SIGTERM the child if pemesh dies without cleaning up.
+
+    libc is loaded here, in the parent: the hook itself only calls prctl (no imports or locks
+    in the forked child, where other threads' locks may be held).
+    """
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
+        return None
+    sig = int(signal.SIGTERM)
+
+    def hook() -> None:  # pragma: no cover - runs in the child
+        prctl(1, sig)  # PR_SET_PDEATHSIG
+
+    return hook
+
+
+class PeProcess:
+    """A running PE (QEMU or a host process) and its host-link pty. Close it when done."""
+
+    def __init__(self, cmd: Sequence[str], *, name: str, pty_re: re.Pattern[str],
+                 log_path: Path | None = None, startup_timeout: float = STARTUP_TIMEOUT,
+                 icount_shift: int | None = None, platform: str = "qemu", wait: bool = True):
+        self.cmd = tuple(cmd)
+        self.name = name
+        self.platform = platform
+        self.icount_shift = icount_shift
+        self.log_path = log_path
+        self.serial_path: str = ""
+        self._tail: deque[str] = deque(maxlen=40)
+        self._found = threading.Event()
+        self._pty_re = pty_re
+        self._lock = threading.Lock()
+        self._log_file = open(log_path, "w") if log_path else None
+        self._closed = False
+        log.debug("launch %s: %s", name, shlex.join(self.cmd))
+        try:
+            self.proc = subprocess.Popen(
+                list(self.cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
+                start_new_session=True, preexec_fn=_pdeathsig_hook())
+        except OSError as err:
+            self._close_log()
+            raise RunError(f"cannot start {name}: {err}",
+                           hint=f"command: {shlex.join(self.cmd)}") from None
+        _register(self)
+        self._readers = [threading.Thread(target=self._pump, args=(s,), daemon=True)
+                         for s in (self.proc.stdout, self.proc.stderr)]
+        for t in self._readers:
+            t.start()
+        self._startup_timeout = startup_timeout
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the process announced its host-link pty (RunError and close otherwise).
+
+        ``launch(..., wait=False)`` starts processes without waiting, so that many PEs boot at
+        once; the process must be started by a thread that outlives it (Linux sends the
+        parent-death signal when the *thread* that forked a child exits).
+        """
+        if self._found.is_set():
+            return
+        try:
+            self._await_pty(self._startup_timeout if timeout is None else timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            log.debug("%s: %s", self.name, line)
+            with self._lock:
+                self._tail.append(line)
+                if self._log_file and not self._log_file.closed:
+                    self._log_file.write(line + "\n")
+                    self._log_file.flush()
+            if not self._found.is_set():
+                m = self._pty_re.search(line)
+                if m:
+                    self.serial_path = m.group(1)
+                    self._found.set()
+
+    def _await_pty(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._found.wait(0.05):
+            if self.proc.poll() is not None:
+                for t in self._readers:
+                    t.join(1.0)
+                if self._found.is_set():
+                    break
+                raise RunError(f"{self.name} exited (code {self.proc.returncode}) before "
+                               f"opening its host link:\n{self.output_tail()}",
+                               hint=f"command: {shlex.join(self.cmd)}")
+            if time.monotonic() > deadline:
+                raise RunError(f"{self.name} did not announce its host-link pty within "
+                               f"{timeout:g} s:\n{self.output_tail()}",
+                               hint=f"command: {shlex.join(self.cmd)}")
+        log.info("%s: host link on %s", self.name, self.serial_path)
+
+    def output_tail(self) -> str:
+        """The last lines the process printed."""
+        with self._lock:
+            return "\n".join(self._tail) or "(no output)"
+
+    def open_serial(self, timeout: float = 1.0) -> Any:
+        """Open the host link with pyserial, as one would a board's serial port."""
+        import serial
+        try:
+            return serial.Serial(self.serial_path, BAUD, timeout=timeout)
+        except serial.SerialException as err:
+            raise RunError(f"cannot open {self.name}'s host link {self.serial_path}: {err}",
+                           hint="is the PE still running?") from None
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        """Stop the process (terminate, wait, kill). Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+            except ProcessLookupError:  # pragma: no cover - already gone
+                pass
+        for t in self._readers:
+            t.join(1.0)
+        for s in (self.proc.stdout, self.proc.stderr):
+            if s:
+                s.close()
+        self._close_log()
+        _live.discard(self)
+        log.debug("%s stopped (code %s)", self.name, self.proc.returncode)
+
+    def _close_log(self) -> None:
+        if self._log_file:
+            with self._lock:
+                self._log_file.close()
+
+    def __enter__(self) -> "PeProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - last resort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _register(proc: PeProcess) -> None:
+    global _atexit_registered
+    _live.add(proc)
+    if not _atexit_registered:
+        atexit.register(_close_all)
+        _atexit_registered = True
+
+
+def _close_all() -> None:
+    for proc in list(_live):
+        proc.close()
+
+
+def launch(result: BuildResult, *, platform: str | None = None,
+           icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, log_dir: Path | None = None,
+           name: str | None = None, startup_timeout: float = STARTUP_TIMEOUT,
+           link1: str | None = None, wait: bool = True,
+           gdb_port: int | None = None) -> PeProcess:
+    """Start one built image: on QEMU (baremetal/west images) or as a host process.
+
+    ``platform`` defaults to what the image is for; asking for the other raises UsageError.
+    ``link1`` connects the PE's mesh link (UART1 / ``--link1 unix:…``) to a fabric socket.
+    ``wait=False`` returns at once; call :meth:`PeProcess.wait_ready` before using the pty.
+    The process log (its stdout and stderr) goes to ``log_dir/<name>.log`` when given.
+    """
+    platform = platform or ("qemu" if result.runs_on_qemu else "host")
+    name = name or Path(result.app_dir).name
+    log_path = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_path = Path(log_dir) / f"{name}.log"
+    if platform == "qemu":
+        if not result.runs_on_qemu:
+            raise UsageError(f"{name} was built for the host, not for QEMU",
+                             hint="rebuild with 'pemesh build OUT --backend baremetal' or run "
+                                  "with --platform host")
+        cmd = qemu_command(result.image, qemu=str(find_qemu()), icount_shift=icount_shift,
+                           link1=link1, gdb_port=gdb_port)
+        return PeProcess(cmd, name=name, pty_re=QEMU_PTY_RE, log_path=log_path,
+                         startup_timeout=startup_timeout, icount_shift=icount_shift, wait=wait)
+    if platform == "host":
+        if result.backend != "host":
+            raise UsageError(f"{name} was built for {result.backend}, not as a host process",
+                             hint="rebuild with 'pemesh build OUT --backend host' or run with "
+                                  "--platform qemu")
+        cmd = (str(result.image),) + (("--link1", f"unix:{link1}") if link1 else ())
+        return PeProcess(cmd, name=name, pty_re=HOST_PTY_RE, log_path=log_path,
+                         startup_timeout=startup_timeout, platform="host", wait=wait)
+    raise UsageError(f"unknown platform '{platform}'", hint="use qemu or host")
+
+
+# --- pemesh run ------------------------------------------------------------------------------
+
+def _stage_io(mesh: dict[str, Any], stage: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    stages = mesh.get("stages") or []
+    for st in stages:
+        if st.get("name") == stage:
+            break
+    else:
+        if len(stages) != 1:
+            raise UsageError(f"mesh.json has no stage '{stage}'",
+                             hint="re-run 'pemesh compile --force'")
+        st = stages[0]
+    return ([TensorSpec.from_json(t) for t in st["inputs"]],
+            [TensorSpec.from_json(t) for t in st["outputs"]])
+
+
+def load_inputs(paths: Sequence[str], out: Path, specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    """Inputs from .npy files (one per model input), one .npz, or OUT/reference/input_<i>.npy."""
+    if not paths:
+        paths = [str(out / "reference" / f"input_{i}.npy") for i in range(len(specs))]
+    arrays: list[np.ndarray] = []
+    for p in paths:
+        try:
+            loaded = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"cannot read input {p}: {err}",
+                             hint="pass a .npy per model input (or one .npz)") from None
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            arrays.extend(loaded[k] for k in loaded.files)
+        else:
+            arrays.append(loaded)
+    if len(arrays) != len(specs):
+        raise UsageError(f"the model takes {len(specs)} input(s), got {len(arrays)}",
+                         hint="pass one --input per model input")
+    result = []
+    for i, (a, spec) in enumerate(zip(arrays, specs)):
+        if tuple(a.shape) != spec.shape or a.dtype != np.dtype(spec.dtype):
+            if a.size == spec.num_elements and np.can_cast(a.dtype, spec.dtype, "same_kind"):
+                a = a.reshape(spec.shape).astype(spec.dtype)
+            else:
+                raise UsageError(f"input {i} ({spec.name}) is {a.dtype}{list(a.shape)}, the model "
+                                 f"wants {spec.dtype}{list(spec.shape)}",
+                                 hint="convert the input to the model's shape and dtype")
+        result.append(np.ascontiguousarray(a))
+    return result
+
+
+def save_outputs(path: str, outputs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> None:
+    """One output → .npy; several → .npz keyed by output name (or .npy per index)."""
+    if len(outputs) == 1 and not path.endswith(".npz"):
+        np.save(path, outputs[0])
+    else:
+        np.savez(path, **{s.c_name: o for s, o in zip(specs, outputs)})
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``pemesh run OUT [--input X.npy] [--output Y.npy] [--platform qemu|host] [--check]
+    [--count K]`` for a single-PE mesh."""
+    out = Path(args.out).resolve()
+    mesh = load_mesh(out)
+    if len(mesh["pes"]) != 1 or any(pe.get("role") == "stage" for pe in mesh["pes"]):
+        from generator.mesh.runner import mesh_run_command
+        return mesh_run_command(args, out, mesh)
+    pe = mesh["pes"][0]
+    _, images = load_build(out)
+    result = images.get(pe["name"]) or next(iter(images.values()))
+    in_specs, out_specs = _stage_io(mesh, pe["stage"])
+    inputs = load_inputs(args.input, out, in_specs)
+    count = max(1, int(getattr(args, "count", 1) or 1))
+    timeout = float(getattr(args, "timeout", 60.0) or 60.0)
+    shift = DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None
+    from generator.mesh.hostlink import HostLink
+
+    with launch(result, platform=args.platform, icount_shift=shift, log_dir=out / "run",
+                name=pe["name"]) as proc:
+        with proc.open_serial() as port:
+            link = HostLink(port, pe_id=int(pe["id"]), timeout=timeout, output_specs=out_specs)
+            pong = link.ping()
+            log.info("%s PONG: %s", pe["name"], pong)
+            runs = []
+            for k in range(count):
+                outputs, stats = link.infer(inputs)
+                runs.append(outputs)
+                cycles = int(stats.cycles)
+                if shift is not None:
+                    print(f"{pe['name']}: run {k + 1}/{count}: {cycles} cycles (SysTick) = "
+                          f"{ticks_to_instructions(cycles, shift):.0f} instructions "
+                          f"(QEMU icount shift={shift})")
+                else:
+                    print(f"{pe['name']}: run {k + 1}/{count}: {cycles} cycles (host clock)")
+                if stats.accel_calls:
+                    print(f"{pe['name']}: accelerator wrappers: {stats.accel_calls} call(s), "
+                          f"{stats.accel_macs} MACs")
+    run_doc = {"pes": {pe["name"]: {
+        "id": int(pe["id"]), "name": pe["name"], "stage": pe["stage"], "inferences": count,
+        "cycles": int(stats.cycles), "accel_calls": stats.accel_calls,
+        "accel_macs": stats.accel_macs, "rx_bad_frames": stats.rx_bad_frames,
+        **({"instructions": round(ticks_to_instructions(int(stats.cycles), shift))}
+           if shift is not None else {})}}, "platform": args.platform}
+    (out / "run.json").write_text(json.dumps(run_doc, indent=2, sort_keys=True) + "\n")
+    if args.output:
+        save_outputs(args.output, outputs, out_specs)
+        print(f"output written to {args.output}")
+    if args.check:
+        from generator.verify.check import check_outputs, expected_outputs
+
+        refs = expected_outputs(out, mesh, inputs, user_inputs=bool(args.input))
+        check_outputs(runs, refs, out / "run")
+    return 0
+
+
+__all__ = ["PeProcess", "launch", "qemu_command", "ticks_to_instructions", "run_command",
+           "DEFAULT_ICOUNT_SHIFT", "QEMU_TICK_NS"]

@@ -1,0 +1,555 @@
+"""Running a whole mesh: ``pemesh run OUT`` when OUT/mesh.json has several PEs (CONTRACTS §6).
+
+:class:`MeshRunner` starts the :class:`~generator.mesh.fabric.Fabric`, launches every PE in parallel
+(QEMU: UART0 on a pty, UART1 on the PE's fabric socket; host processes: ``--link1 unix:…``), opens
+every PE's host link (all of them: PEs report STATS there), PINGs them all, then feeds inputs to
+the replicas' entry PEs round-robin — honouring the READY credits of each entry stream — and
+collects the exit PEs' outputs in input order, returning a READY credit to the exit PE for every
+output it delivered. Each replica is a FIFO pipeline, so the j-th output of a replica's exit belongs
+to the j-th input fed to that replica.
+
+Failure handling: a PE process that exits, closes its mesh link or reports ERROR, and a run that
+makes no progress for ``timeout`` seconds, raise :class:`~generator.errors.RunError` naming the
+PE (id, name, stage, replica, coords) and what the host awaited. :meth:`MeshRunner.close` (also
+on Ctrl-C, via ``with``) stops every process and the fabric; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import selectors
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from generator.boards.catalog import Mesh, load_mesh as load_board_mesh, load_pe_kind, mesh_from_json
+from generator.firmware.build import BuildResult, load_build, load_mesh
+from generator.errors import BoardError, CheckError, RunError, UsageError
+from generator.mesh.fabric import Fabric, FabricStats, Faults
+from generator.mesh.hostlink import READY, MeshPeLink, _unpack, pe_error, ping_all
+from generator.wire import Frame, FrameType, Stats, unpack_stats
+from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, launch, load_inputs,
+                  save_outputs, ticks_to_instructions)
+from generator.types import TensorSpec
+
+log = logging.getLogger(__name__)
+
+#: PEs started at once
+LAUNCH_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class MeshPe:
+    """One PE of the manifest and the image it runs."""
+
+    id: int
+    name: str
+    stage: str
+    replica: int
+    coords: tuple[int, int]
+    routes: tuple[tuple[int, int, int, int], ...]
+    host_link: bool
+    image: BuildResult
+
+    def describe(self) -> str:
+        return (f"PE {self.id} ({self.name}, stage {self.stage}, replica {self.replica}, "
+                f"coords ({self.coords[0]}, {self.coords[1]}))")
+
+
+@dataclass(frozen=True)
+class Replica:
+    """Where one replica's model inputs enter and its model outputs leave."""
+
+    index: int
+    entry: tuple[tuple[int, int, int], ...]     # (pe, stream, model_input_index)
+    exit: tuple[tuple[int, int, int], ...]      # (pe, output_index, model_output_index)
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    """What :class:`MeshRunner` needs from OUT/mesh.json and OUT/build/build.json."""
+
+    out: Path
+    pes: dict[int, MeshPe]
+    replicas: tuple[Replica, ...]
+    model_inputs: tuple[TensorSpec, ...]
+    model_outputs: tuple[TensorSpec, ...]
+    geometry: Mesh
+
+
+@dataclass(frozen=True)
+class MeshRunResult:
+    """Outputs (per input, in input order) and what the run measured."""
+
+    outputs: list[list[np.ndarray]]
+    stats: dict[int, Stats]                 # last STATS of each PE
+    runs: dict[int, int]                    # STATS frames (= inferences run) per PE
+    fabric: FabricStats
+    seconds: float                          # first input sent .. last output received
+    host_retransmissions: int
+
+    @property
+    def inferences_per_s(self) -> float:
+        return len(self.outputs) / self.seconds if self.seconds > 0 else 0.0
+
+
+def _geometry(manifest: dict[str, Any], coords: dict[int, tuple[int, int]]) -> Mesh:
+    m = manifest.get("mesh") or {}
+    if isinstance(m, dict) and "topology" in m:
+        keys = ("name", "description", "pe_kind", "topology", "host_links", "links")
+        return mesh_from_json({k: m[k] for k in keys if k in m})
+    name = m.get("name") if isinstance(m, dict) else m
+    if name:
+        try:
+            return load_board_mesh(name)
+        except BoardError:
+            log.debug("mesh %s is not in boards/mesh; using the PEs' coordinates", name)
+    # one chip as large as the PEs' coordinates
+    from generator.boards.catalog import LinkFigures
+    kind = load_pe_kind(manifest.get("pe_kind") or manifest.get("board") or "qemu_cortex_m3")
+    w = max(x for x, _ in coords.values()) + 1
+    h = max(y for _, y in coords.values()) + 1
+    fig = LinkFigures(bytes_per_s=1_000_000, latency_ns=0)
+    return Mesh(name="mesh", description="from mesh.json coordinates", pe_kind=kind, chips_x=1,
+                chips_y=1, pes_x=w, pes_y=h, host_links=(0,), on_chip=fig, chip_to_chip=fig)
+
+
+def load_plan(out: Path, manifest: dict[str, Any] | None = None) -> MeshPlan:
+    """Read the mesh manifest and the build of OUT/ into a :class:`MeshPlan`."""
+    out = Path(out).resolve()
+    manifest = manifest or load_mesh(out)
+    doc, images = load_build(out)
+    image_of: dict[str, BuildResult] = {}
+    for name, d in doc["images"].items():
+        for pe_name in d.get("pes") or [name]:
+            image_of[pe_name] = images[name]
+    pes: dict[int, MeshPe] = {}
+    for p in manifest["pes"]:
+        name = p.get("name", f"pe{p['id']}")
+        if name not in image_of:
+            raise UsageError(f"{out}/build/build.json has no image for {name}",
+                             hint=f"run 'pemesh build {out}'")
+        pes[int(p["id"])] = MeshPe(
+            id=int(p["id"]), name=name, stage=str(p.get("stage", "")),
+            replica=int(p.get("replica", 0)), coords=tuple(p.get("coords", (0, 0))),
+            routes=tuple(tuple(int(v) for v in r) for r in p.get("routes") or ()),
+            host_link=bool(p.get("host_link", False)), image=image_of[name])
+    model = manifest.get("model") or {}
+    model_inputs = tuple(TensorSpec.from_json(t) for t in model.get("inputs", ()))
+    model_outputs = tuple(TensorSpec.from_json(t) for t in model.get("outputs", ()))
+    replicas = tuple(
+        Replica(int(r["index"]), tuple(tuple(int(v) for v in e) for e in r["entry"]),
+                tuple(tuple(int(v) for v in e) for e in r["exit"]))
+        for r in manifest.get("replicas") or ())
+    if not replicas:
+        raise UsageError(f"{out}/mesh.json lists no replicas (entry/exit PEs)",
+                         hint="re-run 'pemesh compile --mesh … --force'")
+    for r in replicas:
+        for pe, *_ in (*r.entry, *r.exit):
+            if pe not in pes:
+                raise UsageError(f"replica {r.index} of {out}/mesh.json names PE {pe}, which "
+                                 "is not in 'pes'", hint="re-run 'pemesh compile --force'")
+    geometry = _geometry(manifest, {i: pe.coords for i, pe in pes.items()})
+    return MeshPlan(out, pes, replicas, model_inputs, model_outputs, geometry)
+
+
+@dataclass
+class _Pending:
+    """Reassembly of one output stream of one PE."""
+
+    chunks: dict[int, bytes] = field(default_factory=dict)
+    done: list[bytes] = field(default_factory=list)
+
+
+class MeshRunner:
+    """Run the PEs of a :class:`MeshPlan` (a context manager; :meth:`close` stops everything)."""
+
+    def __init__(self, plan: MeshPlan, *, platform: str | None = None,
+                 icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, timeout: float = 60.0,
+                 startup_timeout: float = 30.0, hop_delay_s: float = 0.0,
+                 faults: Faults | None = None, log_dir: Path | None = None):
+        self.plan = plan
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        any_image = next(iter(plan.pes.values())).image
+        self.platform = platform or ("qemu" if any_image.runs_on_qemu else "host")
+        self.icount_shift = icount_shift if self.platform == "qemu" else None
+        self.log_dir = log_dir
+        self.fabric = Fabric(plan.geometry, list(plan.pes), hop_delay_s=hop_delay_s,
+                             faults=faults)
+        self.procs: dict[int, PeProcess] = {}
+        self.links: dict[int, MeshPeLink] = {}
+        self._ports: list[Any] = []
+        self._sel: selectors.BaseSelector | None = None
+        self.stats: dict[int, Stats] = {}
+        self.runs: dict[int, int] = {pe: 0 for pe in plan.pes}
+        self._closed = False
+
+    # --- start / stop ---------------------------------------------------------------------------
+
+    def start(self) -> "MeshRunner":
+        """Start the fabric and every PE; PING them; size the fabric's windows from PONGs."""
+        try:
+            self.fabric.start()
+            pes = list(self.plan.pes.values())
+            # started from this thread (the parent-death signal follows the forking thread),
+            # all at once; then wait for every pty
+            for pe in pes:
+                self.procs[pe.id] = launch(pe.image, platform=self.platform,
+                                           icount_shift=self.icount_shift, log_dir=self.log_dir,
+                                           name=pe.name, startup_timeout=self.startup_timeout,
+                                           link1=self.fabric.path(pe.id), wait=False)
+            deadline = time.monotonic() + self.startup_timeout
+            for pe in pes:
+                self.procs[pe.id].wait_ready(max(0.5, deadline - time.monotonic()))
+            for pe in pes:
+                port = self.procs[pe.id].open_serial()
+                self._ports.append(port)
+                self.links[pe.id] = MeshPeLink(port, pe.id)
+            pongs = ping_all(list(self.links.values()), self.startup_timeout)
+            for pe_id, pong in pongs.items():
+                self.fabric.set_window(pe_id, pong.rx_window)
+            missing = self.fabric.wait_connected(self.plan.pes, self.startup_timeout)
+            if missing:
+                raise RunError(
+                    f"{self.plan.pes[missing[0]].describe()} did not connect its mesh link "
+                    f"(UART1) to the fabric within {self.startup_timeout:g} s"
+                    + (f" ({len(missing)} PEs missing)" if len(missing) > 1 else ""),
+                    hint="check that the image was built with the mesh runtime (see its log)")
+            self._sel = selectors.DefaultSelector()
+            for link in self.links.values():
+                self._sel.register(link.fileno(), selectors.EVENT_READ, link)
+            log.info("mesh: %d PEs running (%s)", len(pes), self.platform)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop every PE process and the fabric. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sel is not None:
+            self._sel.close()
+        for port in self._ports:
+            try:
+                port.close()
+            except Exception:  # pragma: no cover - already gone
+                pass
+        with concurrent.futures.ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
+            list(pool.map(lambda p: p.close(), list(self.procs.values())))
+        self.fabric.stop()
+
+    def __enter__(self) -> "MeshRunner":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- running --------------------------------------------------------------------------------
+
+    def infer_many(self, inputs: Sequence[Sequence[np.ndarray]]) -> MeshRunResult:
+        """Run one inference per element of ``inputs`` (each a list of model inputs), spread
+        round-robin over the replicas; return the outputs in input order."""
+        plan = self.plan
+        n_rep = len(plan.replicas)
+        blobs = [[self._input_blob(x, i) for i, x in enumerate(xs)] for xs in inputs]
+        credits = {(pe, s): 1 for r in plan.replicas for pe, s, _ in r.entry}
+        next_k = {r: r for r in range(n_rep)}           # next input index per replica
+        streams: dict[tuple[int, int], _Pending] = {}
+        results: list[list[np.ndarray] | None] = [None] * len(inputs)
+        done = 0
+        t0 = time.monotonic()
+        last_progress = t0
+        while done < len(inputs):
+            now = time.monotonic()
+            for r, rep in enumerate(plan.replicas):       # feed every replica that has credit
+                k = next_k[r]
+                if k < len(inputs) and all(credits[(pe, s)] > 0 for pe, s, _ in rep.entry):
+                    for pe, s, mi in rep.entry:
+                        credits[(pe, s)] -= 1
+                        self.links[pe].send_tensor(s, blobs[k][mi])
+                    next_k[r] = k + n_rep
+                    last_progress = now
+            for link in self.links.values():
+                link.pump(now)
+            assert self._sel is not None
+            for key, _ in self._sel.select(0.02):
+                link = key.data
+                try:
+                    frames = link.receive()
+                except OSError:
+                    frames = []
+                for frame in frames:
+                    self._on_frame(link, frame, credits, streams)
+            for k in range(len(inputs)):
+                if results[k] is None:
+                    outs = self._collect(k, streams)
+                    if outs is None:
+                        break                             # outputs arrive in input order
+                    results[k] = outs
+                    done += 1
+                    last_progress = time.monotonic()
+            self._check_alive(results, streams)
+            if time.monotonic() - last_progress > self.timeout:
+                raise self._stalled(results, streams)
+        seconds = time.monotonic() - t0
+        self.request_stats()
+        return MeshRunResult([r for r in results if r is not None], dict(self.stats),
+                             dict(self.runs), self.fabric.stats(), seconds,
+                             sum(link.retransmissions for link in self.links.values()))
+
+    def _input_blob(self, x: np.ndarray, index: int) -> bytes:
+        a = np.asarray(x)
+        if index < len(self.plan.model_inputs):
+            spec = self.plan.model_inputs[index]
+            a = a.reshape(spec.shape).astype(np.dtype(spec.dtype).newbyteorder("<"))
+        return np.ascontiguousarray(a).tobytes()
+
+    def _on_frame(self, link: MeshPeLink, frame: Frame, credits: dict[tuple[int, int], int],
+                  streams: dict[tuple[int, int], _Pending]) -> None:
+        pe = self.plan.pes[link.pe_id]
+        if int(frame.type) == READY:
+            # READY names the consumer's input stream (the SOURCE route's ``a``)
+            stream = (int.from_bytes(frame.payload[:2], "little") if len(frame.payload) >= 2
+                      else frame.stream)
+            if (pe.id, stream) in credits:
+                credits[(pe.id, stream)] = 1        # one buffer per input: at most one credit
+            else:
+                log.debug("%s: READY(%d) for no entry stream", pe.describe(), stream)
+        elif frame.type == FrameType.TENSOR:
+            p = streams.setdefault((pe.id, frame.stream), _Pending())
+            if frame.chunk == 0:
+                p.chunks.clear()
+            p.chunks[frame.chunk] = frame.payload
+            if len(p.chunks) == frame.nchunks:      # routes to the host need no READY
+                p.done.append(b"".join(p.chunks[c] for c in range(frame.nchunks)))
+                p.chunks.clear()
+        elif frame.type == FrameType.STATS:
+            self.stats[pe.id] = _unpack(unpack_stats, frame, pe.id)
+            self.runs[pe.id] = self.stats[pe.id].inferences
+        elif frame.type == FrameType.ERROR:
+            raise pe_error(frame, pe.id, pe.describe(),
+                           f"see the PE logs in {self.log_dir or 'the run folder'}")
+        elif frame.type == FrameType.LOG:
+            log.info("%s: %s", pe.name, frame.payload.decode("utf-8", "replace").rstrip())
+        else:
+            log.debug("%s: ignoring %s on the host link", pe.name, frame.type)
+
+    def _collect(self, k: int, streams: dict[tuple[int, int], _Pending]) -> list[np.ndarray] | None:
+        rep = self.plan.replicas[k % len(self.plan.replicas)]
+        j = k // len(self.plan.replicas)
+        outs: dict[int, np.ndarray] = {}
+        for pe, oi, mo in rep.exit:
+            # a PE sends an output to the host on stream = its OUTPUT route's b, which is the
+            # model output index (CONTRACTS §6), not the stage's output index
+            p = streams.get((pe, mo))
+            if p is None or len(p.done) <= j:
+                return None
+            blob = p.done[j]
+            if mo < len(self.plan.model_outputs):
+                spec = self.plan.model_outputs[mo]
+                arr = np.frombuffer(blob, dtype=np.dtype(spec.dtype).newbyteorder("<"))
+                if arr.size != spec.num_elements:
+                    raise RunError(f"{self.plan.pes[pe].describe()} output {oi} has {len(blob)} "
+                                   f"bytes, not {spec.dtype}{list(spec.shape)}",
+                                   hint="the images and mesh.json disagree; rebuild")
+                outs[mo] = arr.reshape(spec.shape).astype(spec.dtype)
+            else:
+                outs[mo] = np.frombuffer(blob, dtype=np.uint8).copy()
+        return [outs[i] for i in sorted(outs)]
+
+    def _awaited(self, results: list, streams: dict[tuple[int, int], _Pending]) -> str:
+        k = next((i for i, r in enumerate(results) if r is None), None)
+        if k is None:
+            return "nothing"
+        rep = self.plan.replicas[k % len(self.plan.replicas)]
+        j = k // len(self.plan.replicas)
+        for pe, oi, mo in rep.exit:
+            p = streams.get((pe, mo))
+            if p is None or len(p.done) <= j:
+                return (f"output {oi} of PE {pe} (model output {mo}) for input {k} "
+                        f"(replica {rep.index})")
+        return f"the outputs of input {k}"
+
+    def _check_alive(self, results: list, streams: dict[tuple[int, int], _Pending]) -> None:
+        if self.fabric.error is not None:
+            raise RunError(f"the fabric failed: {self.fabric.error}", hint="a pemesh bug; "
+                           "re-run with -v and report it")
+        for pe_id, proc in self.procs.items():
+            if not proc.running:
+                pe = self.plan.pes[pe_id]
+                raise RunError(f"{pe.describe()} exited (code {proc.proc.returncode}) while "
+                               f"the host awaited {self._awaited(results, streams)}:\n"
+                               f"{proc.output_tail()}", hint="see the PE's log")
+        gone = self.fabric.disconnected()
+        if gone:
+            raise RunError(f"{self.plan.pes[gone[0]].describe()} closed its mesh link while the "
+                           f"host awaited {self._awaited(results, streams)}",
+                           hint="see the PE's log")
+
+    def _stalled(self, results: list, streams: dict[tuple[int, int], _Pending]) -> RunError:
+        """Name the PE most likely stuck: one that does not answer a STATS request, else one that
+        does not ACK, else the PE of the waiting replica that ran the fewest inferences."""
+        awaited = self._awaited(results, streams)
+        k = next((i for i, r in enumerate(results) if r is None), 0)
+        r = k % len(self.plan.replicas)
+        _, silent = self.request_stats(timeout=min(3.0, self.timeout))
+        why = ""
+        if silent:
+            silent.sort(key=lambda pe: (self.plan.pes[pe].replica != r, pe))
+            pe_id, why = silent[0], "does not answer (no STATS to a STATS request)"
+        else:
+            pe_id = None
+            for cand in sorted(self.plan.pes):
+                link = self.links.get(cand)
+                if self.fabric.pending(cand)[1] or (link is not None
+                                                    and link.oldest_unacked_age > 1.0):
+                    pe_id, why = cand, "does not acknowledge the frames sent to it"
+                    break
+            if pe_id is None:
+                members = sorted((pe for pe in self.plan.pes.values() if pe.replica == r),
+                                 key=lambda pe: (self.runs[pe.id], pe.id))
+                pe_id = members[0].id if members else min(self.plan.pes)
+                why = f"ran only {self.runs[pe_id]} inference(s)"
+        pe = self.plan.pes[pe_id]
+        return RunError(f"{pe.describe()} stopped answering: it {why}; the host awaited {awaited} "
+                        f"for {self.timeout:g} s",
+                        hint="see the PE logs; raise --timeout for slow models")
+
+    def request_stats(self, timeout: float = 3.0) -> tuple[dict[int, Stats], list[int]]:
+        """Ask every PE for its STATS (a STATS frame from the host) and wait for the answers.
+
+        Returns the latest STATS per PE and the PEs that did not answer within ``timeout``."""
+        assert self._sel is not None
+        for link in self.links.values():
+            link.send_control(FrameType.STATS)
+        asked = time.monotonic()
+        fresh: set[int] = set()
+        deadline = asked + timeout
+        while len(fresh) < len(self.links) and time.monotonic() < deadline:
+            for key, _ in self._sel.select(0.02):
+                link = key.data
+                for frame in link.receive():
+                    if frame.type == FrameType.STATS:
+                        self.stats[link.pe_id] = _unpack(unpack_stats, frame, link.pe_id)
+                        self.runs[link.pe_id] = self.stats[link.pe_id].inferences
+                        fresh.add(link.pe_id)
+        missing = sorted(set(self.links) - fresh)
+        if missing:
+            log.warning("no STATS from PE(s) %s within %g s", missing, timeout)
+        return dict(self.stats), missing
+
+
+# --- pemesh run for a mesh ------------------------------------------------------------------
+
+def report(plan: MeshPlan, res: MeshRunResult, icount_shift: int | None) -> dict[str, Any]:
+    """A JSON-able summary: per-PE cycles, per-link traffic, hops, throughput."""
+    pes = []
+    for pe_id, pe in sorted(plan.pes.items()):
+        st = res.stats.get(pe_id)
+        d: dict[str, Any] = {"id": pe_id, "name": pe.name, "stage": pe.stage,
+                             "replica": pe.replica, "coords": list(pe.coords),
+                             "inferences": res.runs.get(pe_id, 0),
+                             "cycles": st.cycles if st else None}
+        if st and icount_shift is not None:
+            d["instructions"] = round(ticks_to_instructions(st.cycles, icount_shift))
+        if st:
+            d.update(accel_calls=st.accel_calls, accel_macs=st.accel_macs,
+                     rx_bad_frames=st.rx_bad_frames, rx_duplicates=st.rx_duplicates)
+        pes.append(d)
+    cyc = [p for p in pes if p["cycles"]]
+    slowest = max(cyc, key=lambda p: p["cycles"]) if cyc else None
+    n = max(1, len(res.outputs))
+    doc: dict[str, Any] = {
+        "inferences": len(res.outputs), "seconds": round(res.seconds, 4),
+        "inferences_per_s": round(res.inferences_per_s, 3), "replicas": len(plan.replicas),
+        "pes": pes, "fabric": res.fabric.to_json(),
+        "hops_per_inference": res.fabric.hops / n,
+        "mesh_link_bytes_per_inference": {f"{a}->{b}": t.bytes / n for (a, b), t
+                                          in sorted(res.fabric.mesh_links.items())},
+        "host_retransmissions": res.host_retransmissions,
+    }
+    if slowest is not None:
+        doc["slowest_stage"] = {"pe": slowest["id"], "stage": slowest["stage"],
+                                "cycles": slowest["cycles"]}
+        if icount_shift is not None:
+            # SysTick ticks of 80 virtual ns: the pipeline bound in virtual time
+            doc["bound_inferences_per_virtual_s"] = round(
+                len(plan.replicas) * 1e9 / (slowest["cycles"] * QEMU_TICK_NS), 3)
+    return doc
+
+
+def write_run_json(out: Path, doc: dict[str, Any]) -> Path:
+    """OUT/run.json for ``pemesh report``: per-PE STATS by PE name, bytes per directed mesh
+    link, throughput and the fabric's counters."""
+    run = {"pes": {p["name"]: p for p in doc["pes"]},
+           "links": {k: t["bytes"] for k, t in doc["fabric"]["mesh_links"].items()},
+           "throughput": {k: doc[k] for k in ("inferences", "seconds", "inferences_per_s",
+                                              "replicas", "slowest_stage",
+                                              "bound_inferences_per_virtual_s") if k in doc},
+           "fabric": doc["fabric"], "hops_per_inference": doc["hops_per_inference"],
+           "host_retransmissions": doc["host_retransmissions"]}
+    path = Path(out) / "run.json"
+    path.write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def mesh_run_command(args: argparse.Namespace, out: Path, manifest: dict[str, Any]) -> int:
+    """``pemesh run OUT`` for a mesh: K inputs over the replicas, outputs in order, a report."""
+    plan = load_plan(out, manifest)
+    inputs = load_inputs(args.input, out, plan.model_inputs)
+    count = max(1, int(getattr(args, "count", 1) or 1))
+    timeout = float(getattr(args, "timeout", 60.0) or 60.0)
+    faults = None
+    if getattr(args, "garbage_rate", 0) or getattr(args, "bitflip_rate", 0):
+        faults = Faults(seed=int(getattr(args, "fault_seed", 0) or 0),
+                        garbage_rate=float(getattr(args, "garbage_rate", 0) or 0),
+                        bitflip_rate=float(getattr(args, "bitflip_rate", 0) or 0))
+    shift = DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None
+    with MeshRunner(plan, platform=args.platform, icount_shift=shift, timeout=timeout,
+                    hop_delay_s=float(getattr(args, "hop_delay", 0) or 0), faults=faults,
+                    log_dir=out / "run") as runner:
+        res = runner.infer_many([inputs] * count)
+    doc = report(plan, res, shift)
+    write_run_json(out, doc)
+    for p in doc["pes"]:
+        cyc = "n/a" if p["cycles"] is None else str(p["cycles"])
+        extra = f" = {p['instructions']} instructions" if "instructions" in p else ""
+        print(f"{p['name']} (PE {p['id']}, stage {p['stage']}, replica {p['replica']}, "
+              f"coords {tuple(p['coords'])}): {p['inferences']} run(s), last {cyc} cycles{extra}")
+    fab = res.fabric
+    for (a, b), t in sorted(fab.mesh_links.items()):
+        print(f"link {a}->{b}: {t.frames} frames, {t.bytes} bytes")
+    print(f"fabric: {fab.routed_frames} frames routed, {fab.hops} hops, "
+          f"{fab.retransmissions} retransmissions, {fab.bad_frames} bad frames from PEs")
+    if faults is not None:
+        seen = sum(st.rx_bad_frames for st in res.stats.values())
+        print(f"faults injected: {fab.injected_bitflips} bit flips, "
+              f"{fab.injected_garbage_bytes} garbage bytes; PEs counted {seen} bad frames")
+    print(f"throughput: {doc['inferences']} inference(s) in {doc['seconds']:.3f} s = "
+          f"{doc['inferences_per_s']:.2f} inferences/s over {doc['replicas']} replica(s)")
+    if "slowest_stage" in doc:
+        s = doc["slowest_stage"]
+        print(f"slowest stage: {s['stage']} on PE {s['pe']}: {s['cycles']} cycles per inference")
+    outputs = res.outputs[-1]
+    if args.output:
+        save_outputs(args.output, outputs, plan.model_outputs)
+        print(f"output written to {args.output}")
+    if args.check:
+        from generator.verify.check import check_outputs, expected_outputs
+
+        refs = expected_outputs(out, manifest, inputs, user_inputs=bool(args.input))
+        check_outputs(res.outputs, refs, out / "run")
+    return 0
+
+
+__all__ = ["MeshPe", "MeshPlan", "MeshRunResult", "MeshRunner", "Replica", "load_plan",
+           "mesh_run_command", "report", "write_run_json"]

@@ -1,0 +1,1 @@
+"""Sharding, pipeline cuts (exact DP) and placement of stages on the mesh."""

@@ -1,0 +1,1 @@
+"""Anchor references and the checks of run outputs against them."""

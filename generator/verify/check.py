@@ -1,0 +1,73 @@
+"""``pemesh run --check``: compare outputs with the TVM host reference.
+
+With the stored reference input, the stored reference output is the expectation. With the
+user's own ``--input``, the reference is computed for that input: the model is imported again
+from the path recorded in ``mesh.json`` (with the same shapes and quantization) and run on the
+Relax VM. Comparison is :func:`generator.verify.reference.compare`: shapes must match, integers
+exactly, floats within 1e-4 × (1 + max|ref|), NaNs at the same places.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from generator.errors import CheckError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+def expected_outputs(out: Path, manifest: dict[str, Any], inputs: Sequence[np.ndarray],
+                     user_inputs: bool) -> list[np.ndarray]:
+    """The reference outputs for ``inputs`` (stored ones unless the user gave the inputs)."""
+    if not user_inputs:
+        refs, i = [], 0
+        while (out / "reference" / f"output_{i}.npy").is_file():
+            refs.append(np.load(out / "reference" / f"output_{i}.npy"))
+            i += 1
+        if not refs:
+            raise UsageError(f"no reference outputs in {out / 'reference'}",
+                             hint="recompile with 'pemesh compile' (it stores them)")
+        return refs
+    from generator.commands.compile import quantize_if_qdq
+    from generator.frontend.importers import load_model
+    from generator.verify.reference import run_reference
+
+    source = Path(manifest["model"]["source"])
+    if not source.is_file():
+        raise UsageError(f"--check with your own --input needs the model to compute the "
+                         f"reference, and {source} (recorded at compile time) is gone",
+                         hint="run without --input to check against the stored reference, or "
+                              "put the model back")
+    shapes = {t["name"]: tuple(t["shape"]) for t in manifest["model"]["inputs"]}
+    model = load_model(source, name=manifest["model"]["name"], input_shapes=shapes)
+    model = quantize_if_qdq(model, source)
+    log.info("computing the TVM reference for the given input(s) from %s", source)
+    return run_reference(model, list(inputs))
+
+
+def check_outputs(runs: Sequence[Sequence[np.ndarray]], refs: Sequence[np.ndarray],
+                  log_dir: Path) -> None:
+    """Print per-output errors of the first run; raise CheckError if any run differs."""
+    from generator.verify.reference import compare, tolerance
+
+    bad = []
+    for k, outs in enumerate(runs):
+        for i, (o, r) in enumerate(zip(outs, refs)):
+            ok, err = compare(o, r)
+            if np.shape(o) != np.shape(r):
+                bad.append(f"input {k} output {i}: shape {np.shape(o)} != reference "
+                           f"{np.shape(r)}")
+            elif not ok:
+                bad.append(f"input {k} output {i}: max |error| {err:.3g} > "
+                           f"{tolerance(np.asarray(r)):.3g}")
+            elif k == 0:
+                print(f"output {i}: max |error| {err:.3g} (tolerance "
+                      f"{tolerance(np.asarray(r)):.3g})")
+    if bad:
+        raise CheckError("outputs differ from the TVM host reference: " + "; ".join(bad[:5]),
+                         hint=f"see the PE log(s) in {log_dir}")
+    print(f"check: OK ({len(runs)} inference(s) match the TVM host reference)")
