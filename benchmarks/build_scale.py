@@ -3,7 +3,7 @@
 For meshes of 1, 4, 16, 64 and 7,296 PEs running a 4-stage pipeline of a small demo model
 (tests/fixtures/demo_model renamed per stage; PE k runs stage k mod 4, role "stage" with routes
 to its neighbours), renders every PE's app with ``render_pe_app``, runs the mesh build
-(:func:`generator.firmware.build.build_mesh_report`) and prints one JSON document:
+(:func:`generator.firmware.images.build_mesh_report`) and prints one JSON document:
 per mesh, the seconds spent rendering, building (compiles and links, in parallel) and stamping,
 the images built vs PEs, and bytes written.
 
@@ -26,9 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from generator.firmware.build import build_mesh_report  # noqa: E402
+from generator.firmware.images import build_mesh_report  # noqa: E402
 from generator.firmware.render import render_pe_app  # noqa: E402
 from generator.types import AppSpec, Route, TensorSpec  # noqa: E402
+from tests.out_tree import write_test_manifest  # noqa: E402
 
 DEMO_MODEL = ROOT / "tests" / "fixtures" / "demo_model"
 STAGES = 4
@@ -83,10 +84,7 @@ def make_out(out: Path, n: int, jobs: int | None = None) -> None:
             for f in [pool.submit(_render_range, out, n, a, min(n, a + step))
                       for a in range(0, n, step)]:
                 f.result()
-    pes = [{"name": f"pe{k}", "id": k, "stage": f"st{k % STAGES}", "app": f"pes/pe{k}"}
-           for k in range(n)]
-    (out / "mesh.json").write_text(json.dumps({"schema_version": 1, "board": "qemu_cortex_m3",
-                                               "pes": pes}))
+    write_test_manifest(out, [pe_spec(k, n) for k in range(n)])
 
 
 def bench(root: Path, n: int, backend: str, jobs: int | None) -> dict:

@@ -5,7 +5,7 @@ For each model (tests/quant_zoo.py's QZOO and QZOO_BIG; default ``ds_cnn`` and `
 * compiled stage figures of the fp32 twin, the int8 QDQ model (CPU-only) and the int8 model for
   ``qemu_cortex_m3_mac`` (steps offloaded, re-laid-out weights): weights bytes (flash
   constants), arena, io, peak RAM = arena + io, MACs;
-* QEMU (unless ``--no-qemu``): each variant compiled with ``compile_single_pe``, built
+* QEMU (unless ``--no-qemu``): each variant compiled with ``compile_model`` (a 1-PE mesh), built
   bare-metal and run on ``lm3s6965evb``; cycles per inference (SysTick ticks of the emulated
   12 MHz core under icount, the second of two inferences) and the built ELF's flash/RAM. The
   offloaded run's cycles are the CPU's, including the C wrappers (``accel_sw.c``) that compute
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from generator.aot.accel import accel_cycles, step_qop  # noqa: E402
-from generator.aot import compile_stage, prepare_model  # noqa: E402
+from generator.aot.stage import compile_stage, prepare_model  # noqa: E402
 from generator.boards.catalog import load_pe_kind  # noqa: E402
 from generator.errors import DoesNotFitError  # noqa: E402
 from generator.frontend.importers import import_onnx  # noqa: E402
@@ -50,28 +50,23 @@ def qemu_run(model, board: str, work: Path) -> dict:
     """Compile for one ``board`` PE, build bare-metal, run two inferences on QEMU."""
     import numpy as np
 
-    from generator.firmware.build import build_app
-    from generator.commands.compile import compile_single_pe
-    from generator.mesh.hostlink import HostLink
-    from generator.mesh.launch import launch
+    from generator.boards.catalog import single_pe_mesh
+    from generator.commands.compile import compile_model
+    from generator.firmware.images import build_mesh_report
+    from generator.manifest import read_reference
+    from generator.mesh.runner import MeshRunner, load_plan
 
     out = work / f"{model.name}_{board}"
     try:
-        manifest = compile_single_pe(model, out, load_pe_kind(board))
+        manifest = compile_model(model, out, single_pe_mesh(load_pe_kind(board)))
     except DoesNotFitError as e:
         return {"fits": False, "reason": str(e)}
-    result = build_app(out / "pes/pe0", out / "build/pe0", "baremetal")
-    inputs = [np.load(out / p) for p in manifest["reference"]["inputs"]]
-    refs = [np.load(out / p) for p in manifest["reference"]["outputs"]]
-    with launch(result) as pe:
-        port = pe.open_serial()
-        try:
-            link = HostLink(port, timeout=120.0, output_specs=model.outputs)
-            link.ping()
-            link.infer(inputs)
-            outputs, stats = link.infer(inputs)
-        finally:
-            port.close()
+    result = build_mesh_report(out, "baremetal").images["pe0"].result
+    inputs = read_reference(out, manifest, "inputs")
+    refs = read_reference(out, manifest, "outputs")
+    with MeshRunner(load_plan(out, manifest), timeout=120) as runner:
+        res = runner.infer_many([inputs, inputs])
+    outputs, stats = res.outputs[-1], res.stats[0]
     exact = all(np.array_equal(np.asarray(o).reshape(r.shape), r) for o, r in zip(outputs, refs))
     n = max(int(stats.inferences), 1)      # the accelerator counters add up over the runs
     return {"fits": True, "board": board, "cycles_per_inference": int(stats.cycles),

@@ -67,7 +67,7 @@ class CompileCmd(Command):
 class BuildCmd(Command):
     name = "build"
     help = "build every PE image of OUT/"
-    target = "generator.firmware.build:build_command"
+    target = "generator.commands.build:build_command"
 
     def add_arguments(self, p):
         p.add_argument("out", help="folder written by 'pemesh compile'")
@@ -80,7 +80,7 @@ class BuildCmd(Command):
 class RunCmd(Command):
     name = "run"
     help = "run the built mesh on QEMU or host processes, feed inputs, check outputs"
-    target = "generator.mesh.launch:run_command"
+    target = "generator.commands.run:run_command"
 
     def add_arguments(self, p):
         p.add_argument("out", help="folder written by 'pemesh compile' and built")
@@ -108,7 +108,7 @@ class RunCmd(Command):
 class ReportCmd(Command):
     name = "report"
     help = "memory, flash and cycles per PE, and a picture of the mesh"
-    target = "generator.report.summary:report_command"
+    target = "generator.commands.report:report_command"
 
     def add_arguments(self, p):
         p.add_argument("out")

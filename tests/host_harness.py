@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.aot import CompiledStage, write_mlf
+from generator.aot.mlf import write_mlf
+from generator.aot.stage import CompiledStage
 from generator.aot.emit import io_names
 
 CFLAGS = ["-O1", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-variable",

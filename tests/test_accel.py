@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from generator.aot.accel import accel_cycles, decide, padded_macs, relayout_weights
-from generator.aot import compile_stage, write_mlf
+from generator.aot.mlf import write_mlf
+from generator.aot.stage import compile_stage
 from generator.boards.catalog import load_pe_kind
 from generator.frontend.importers import import_onnx
 from generator.frontend.quantize import QOp, quantize_model

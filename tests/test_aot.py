@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from generator.aot import compile_stage
+from generator.aot.stage import compile_stage
 from generator.aot.planner import check_plan
 from generator.frontend.importers import import_onnx
 from generator.verify.reference import make_inputs, run_reference

@@ -7,11 +7,17 @@ import hashlib
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from generator.firmware import build
+from generator.commands.build import RichProgress
+from generator.firmware import build, images
+from generator.firmware.render import render_pe_app
+from generator.manifest import read_manifest
+from generator.types import AppSpec, Route
+from tests.out_tree import write_test_manifest
 from generator.firmware.build import (ARM_CFLAGS, Limits, app_sources, build_app, check_fits,
                              choose_backend, gcc_commands, west_build_command)
 from generator.cli import main
@@ -200,11 +206,12 @@ def make_out(tmp_path: Path) -> Path:
     shutil.copytree(FIXTURE / "model", out / "stages" / "demo" / "model")
     spec = json.loads((out / "pes/pe0/pemesh_app.json").read_text())
     spec["model_dir"] = "../../stages/demo/model"
-    (out / "pes/pe0/pemesh_app.json").write_text(json.dumps(spec))
-    mesh = {"schema_version": 1, "board": "qemu_cortex_m3",
-            "pes": [{"name": "pe0", "id": 0, "stage": "demo", "app": "pes/pe0"}],
-            "stages": [{"name": "demo", "inputs": spec["inputs"], "outputs": spec["outputs"]}]}
-    (out / "mesh.json").write_text(json.dumps(mesh))
+    spec = AppSpec.from_json(spec)
+    spec = replace(spec, role="stage", routes=(Route(Route.SOURCE, 0, 0xFFFF, 0),
+                                               Route(Route.OUTPUT, 0, 0xFFFF, 0)))
+    shutil.rmtree(out / "pes" / "pe0")
+    render_pe_app(spec, out / "pes" / "pe0")
+    write_test_manifest(out, [spec])
     return out
 
 
@@ -219,7 +226,7 @@ def test_build_command(tmp_path, capsys):
     assert doc["backend"] == "baremetal" and img["image"] == "build/pe0/fw.elf"
     assert img["sha256"] == hashlib.sha256((out / img["bin"]).read_bytes()).hexdigest()
     assert img["sizes"]["flash"] == img["sizes"]["text"] + img["sizes"]["data"]
-    _, results = build.load_build(out)
+    _, results = images.load_build(out)
     assert results["pe0"].image == (out / "build/pe0/fw.elf").resolve()
 
 
@@ -230,9 +237,7 @@ def test_build_command_without_compile(tmp_path):
 # --- one image per stage, stamped per PE --------------------------------------------------------
 
 def _mesh_out(tmp_path: Path, stages: int, per_stage: int) -> tuple[Path, list]:
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_stamp import demo_spec, make_mesh_out
+    from tests.test_stamp import demo_spec, make_mesh_out
     specs = [demo_spec(f"pe{k * stages + s}", 10 * (k * stages + s) + 1, f"st{s}")
              for k in range(per_stage) for s in range(stages)]   # stages interleaved
     return make_mesh_out(tmp_path / "out", specs), specs
@@ -240,16 +245,16 @@ def _mesh_out(tmp_path: Path, stages: int, per_stage: int) -> tuple[Path, list]:
 
 def test_plan_groups_by_stage(tmp_path):
     out, specs = _mesh_out(tmp_path, stages=3, per_stage=3)
-    mesh = build.load_mesh(out)
-    plans = build.plan_images(mesh, out, "baremetal")
+    mesh = read_manifest(out)
+    plans = images.plan_images(mesh, out, "baremetal")
     assert [p.name for p in plans] == ["pe0", "pe1", "pe2"]
     assert [p.pes for p in plans] == [("pe0", "pe3", "pe6"), ("pe1", "pe4", "pe7"),
                                       ("pe2", "pe5", "pe8")]
     assert len({p.key for p in plans}) == 3
     # without OUT: one image per PE (the old behaviour)
-    assert [p.pes for p in build.plan_images(mesh)] == [(s.pe_name,) for s in specs]
-    assert build.split_jobs(2, 4) == (2, 1) and build.split_jobs(8, 2) == (2, 4)
-    assert build.split_jobs(None, 1)[0] == 1
+    assert [p.pes for p in images.plan_images(mesh)] == [(s.pe_name,) for s in specs]
+    assert images.split_jobs(2, 4) == (2, 1) and images.split_jobs(8, 2) == (2, 4)
+    assert images.split_jobs(None, 1)[0] == 1
 
 
 @needs_arm
@@ -288,14 +293,14 @@ def test_build_failure_names_the_image(tmp_path):
     (out / "pes" / "pe1" / "src" / "broken.c").write_text("int broken(void) { return nope; }\n")
     from generator.errors import BuildError
     with pytest.raises(BuildError, match="broken.c"):
-        build.build_mesh(out, "host", jobs=2)
+        images.build_mesh(out, "host", jobs=2)
 
 
 def test_rich_progress_runs(capsys):
-    bar = build._RichProgress()
+    bar = RichProgress()
     bar.begin(2, 3)
     for _ in range(2):
-        bar.built(build.ImagePlan("pe0", "pes/pe0", ("pe0",)), 0.1)
+        bar.built(images.ImagePlan("pe0", "pes/pe0", ("pe0",)), 0.1)
     for pe in ("pe1", "pe2", "pe3"):
         bar.stamped(pe)
     assert bar.bar.tasks[0].completed == 2 and bar.bar.tasks[1].completed == 3

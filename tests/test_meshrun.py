@@ -19,7 +19,7 @@ import pytest
 from generator.cli import main
 from generator.errors import RunError
 from generator.mesh.fabric import Faults
-from generator.mesh.runner import MeshRunner, load_plan, report
+from generator.mesh.runner import MeshRunner, load_plan, summary
 from generator.paths import runtime_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_qemu_mesh_outputs_in_order_over_replicas(qemu_out):
     hops = {(a, b) for a, b in fab.mesh_links}
     assert hops == {(0, 1), (1, 0), (3, 2), (2, 3)}
     assert fab.mesh_links[(0, 1)].frames == 3 * 16 + 0 and fab.hops == fab.routed_frames
-    doc = report(plan, res, 6)
+    doc = summary(plan, res, 6)
     assert doc["slowest_stage"]["cycles"] == max(st.cycles for st in res.stats.values())
     assert doc["bound_inferences_per_virtual_s"] > 0 and doc["inferences_per_s"] > 0
 

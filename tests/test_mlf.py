@@ -8,7 +8,8 @@ import tarfile
 import numpy as np
 from onnx import TensorProto, helper
 
-from generator.aot import compile_stage, read_mlf_metadata, write_mlf
+from generator.aot.mlf import read_mlf_metadata, write_mlf
+from generator.aot.stage import compile_stage
 from generator.frontend.importers import import_onnx
 
 

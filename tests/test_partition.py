@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from generator.aot import StepFacts, emit_stage, prepare_model, stage_io, step_facts, tensor_spec
+from generator.aot.stage import StepFacts, emit_stage, prepare_model, stage_io, step_facts, tensor_spec
 from generator.aot.graph import Program, Step
 from generator.errors import DoesNotFitError
 from generator.frontend.importers import import_onnx
@@ -59,9 +59,9 @@ def test_dp_equals_exhaustive_search_on_chains(seed):
 
 def _run_pipeline(pm, ranges, model, inputs, tmp_path):
     """Run each stage's generated C on the host in turn, handing tensors on by id."""
-    from generator.partition.plan import stage_tensor_io
+    from generator.partition.plan import stage_defs
 
-    defs, _ = stage_tensor_io(pm, ranges)
+    defs = [(list(d.steps), list(d.inputs), list(d.outputs)) for d in stage_defs(pm, ranges)]
     values = {t: a for t, a in zip(pm.prog.inputs, inputs)}
     for s, (steps, ins, outs) in enumerate(defs):
         in_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in ins]

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from generator.aot import compile_stage
+from generator.aot.stage import compile_stage
 from generator.errors import UnsupportedModelError
 from generator.frontend.importers import import_onnx
 from generator.frontend.quantize import quantize_model, quantize_multiplier, requantize_ref

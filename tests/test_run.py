@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.firmware.build import build_app, build_mesh
+from generator.firmware.build import build_app
+from generator.firmware.images import build_mesh
 from generator.cli import main
 from generator.errors import CheckError, RunError, UsageError
 from generator.mesh.hostlink import HostLink
@@ -162,7 +163,8 @@ def test_run_command_host_check(tmp_path, capsys):
     assert main(["run", str(out), "--platform", "host", "--check", "--count", "2",
                  "--output", str(y)]) == 0
     printed = capsys.readouterr().out
-    assert "pe0: run 2/2:" in printed and "check: OK" in printed and "max |error|" in printed
+    assert "pe0 (PE 0, stage demo, replica 0, coords (0, 0)): 2 run(s)" in printed
+    assert "check: OK" in printed and "max |error|" in printed
     np.testing.assert_allclose(np.load(y), np.load(out / "reference/output_0.npy"), atol=1e-5)
     # a wrong reference makes --check fail with its exit code
     np.save(out / "reference" / "output_0.npy", np.load(y) + 1.0)

@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from generator.firmware import stamp
-from generator.firmware.build import build_app, build_mesh_report, load_build
+from generator.firmware.build import build_app
+from generator.firmware.images import build_key, build_mesh_report, load_build
 from generator.errors import BuildError, UsageError
 from generator.mesh.hostlink import HostLink
 from generator.paths import runtime_dir
 from generator.firmware.render import render_pe_app
 from generator.mesh.launch import launch
 from generator.types import AppSpec, Route, TensorSpec
+
+from tests.out_tree import write_test_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
@@ -61,10 +64,7 @@ def make_mesh_out(out: Path, specs: list[AppSpec]) -> Path:
     for s in specs:
         stage_model(out, s.stage)
         render_pe_app(s, out / "pes" / s.pe_name)
-    mesh = {"schema_version": 1, "board": "qemu_cortex_m3",
-            "pes": [{"name": s.pe_name, "id": s.pe_id, "stage": s.stage,
-                     "app": f"pes/{s.pe_name}"} for s in specs]}
-    (out / "mesh.json").write_text(json.dumps(mesh))
+    write_test_manifest(out, specs)
     return out
 
 
@@ -74,12 +74,7 @@ def _stage_routes(pe_id: int) -> tuple[Route, ...]:
 
 
 def _renderable(spec: AppSpec, app: Path) -> None:
-    try:
-        render_pe_app(spec, app)
-    except UsageError as err:
-        if spec.role != "single":
-            pytest.skip(f"render_pe_app does not support role '{spec.role}' yet: {err}")
-        raise
+    render_pe_app(spec, app)
 
 
 # --- the 128 bytes ---------------------------------------------------------------------------
@@ -239,25 +234,18 @@ def test_stamped_firmware_equals_direct_build(tmp_path):
     both paths out of the image, and nothing else in it depends on the folder."""
     specs = [demo_spec("a0", 0, "s1"), demo_spec("a1", 7, "s1"), demo_spec("b0", 300, "s2"),
              demo_spec("a2", 4095, "s1"), demo_spec("b1", 2, "s2")]
-    try:
-        stage_specs = [demo_spec("c0", 40, "s3", role="stage", routes=_stage_routes(40)),
-                       demo_spec("c1", 41, "s3", role="stage", routes=_stage_routes(41),
-                                 flags=1)]
-        render_pe_app(stage_specs[0], tmp_path / "probe")
-        specs += stage_specs
-    except UsageError:
-        pass     # render_pe_app has no role "stage" yet: single-role PEs only
+    specs += [demo_spec("c0", 40, "s3", role="stage", routes=_stage_routes(40)),
+              demo_spec("c1", 41, "s3", role="stage", routes=_stage_routes(41), flags=1)]
     out = make_mesh_out(tmp_path / "out", specs)
     report = build_mesh_report(out, "baremetal", jobs=2)
     stages = {s.stage for s in specs}
     assert report.built == len(stages) and report.stamped == len(specs) - len(stages)
-    assert {img.source for img in report.images.values()} == {"a0", "b0"} | (
-        {"c0"} if "s3" in stages else set())
+    assert {img.source for img in report.images.values()} == {"a0", "b0", "c0"}
     _direct_equals_stamped(out, report, tmp_path / "direct", "baremetal")
-    doc, results = load_build(out)
-    assert doc["totals"]["images_built"] == len(stages)
-    assert doc["images"]["a1"]["how"] == "stamped" and doc["images"]["a1"]["from"] == "a0"
-    assert doc["images"]["a1"]["bin"] == "build/a1/fw.bin"
+    record, results = load_build(out)
+    assert record.totals["images_built"] == len(stages)
+    assert record.images["a1"].how == "stamped" and record.images["a1"].source == "a0"
+    assert record.images["a1"].bin == "build/a1/fw.bin"
     assert results["b1"].image == (out / "build/b1/fw.elf").resolve()
     # the images of one stage differ exactly in the 128 stamped bytes
     a0, a1 = (results[p].bin.read_bytes() for p in ("a0", "a1"))
@@ -294,16 +282,16 @@ def test_stamped_firmware_answers_as_itself_on_qemu(tmp_path):
 
 def test_build_key_ignores_only_the_identity(tmp_path):
     base = demo_spec("p", 1)
-    key = stamp.build_key(base, tmp_path / "pes/p", "baremetal")
+    key = build_key(base, tmp_path / "pes/p", "baremetal")
     same = [replace(base, pe_name="q", pe_id=2, flags=1, routes=_stage_routes(2))]
     other = [replace(base, stage="s9", model_dir="../../stages/s9/model"),
              replace(base, board="other_board"), replace(base, main_stack_size=4096),
              replace(base, workspace_size=1), replace(base, role="stage"),
              replace(base, outputs=base.outputs[:1])]
     for s in same:
-        assert stamp.build_key(s, tmp_path / "pes/q", "baremetal") == key
+        assert build_key(s, tmp_path / "pes/q", "baremetal") == key
     for s in other:
-        assert stamp.build_key(s, tmp_path / "pes/p", "baremetal") != key, s
-    assert stamp.build_key(base, tmp_path / "pes/p", "host") != key
+        assert build_key(s, tmp_path / "pes/p", "baremetal") != key, s
+    assert build_key(base, tmp_path / "pes/p", "host") != key
     # the same relative model_dir from another folder is another model
-    assert stamp.build_key(base, tmp_path / "x/y/p", "baremetal") != key
+    assert build_key(base, tmp_path / "x/y/p", "baremetal") != key

@@ -17,9 +17,9 @@ import json
 import numpy as np
 import pytest
 
-from generator.aot import compile_stage
+from generator.aot.stage import compile_stage
 from generator.cli import main
-from generator.commands.compile import quantize_if_qdq
+from generator.frontend.quantize import quantize_if_qdq
 from generator.errors import UnsupportedModelError
 from generator.frontend.importers import load_model
 from generator.verify.reference import make_inputs, run_reference

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from generator.aot import CompiledStage
+    from generator.aot.stage import CompiledStage
 
 MLF_VERSION = 7
 

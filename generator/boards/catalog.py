@@ -501,14 +501,3 @@ def list_boards() -> BoardList:
     """Load and validate every file under ``boards/pe`` and ``boards/mesh``."""
     meshes = sorted((load_mesh(n) for n in _names("mesh")), key=lambda m: (m.num_pes, m.name))
     return BoardList(tuple(load_pe_kind(n) for n in _names("pe")), tuple(meshes))
-
-
-#: names that moved to generator.commands.boards, still importable from here
-_CLI_NAMES = ("boards_command", "render_boards_text", "format_bytes", "format_hz")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _CLI_NAMES:
-        from generator.commands import boards as boards_cli
-        return getattr(boards_cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -72,8 +72,21 @@ def _open_project(project_dir: Path, items: Sequence[str]) -> GeneratedProject:
 
 
 def _find_reference(mlf: Path) -> Path | None:
-    """The reference folder beside an MLF: ``<mlf dir>/reference`` or ``OUT/reference``."""
-    for cand in (mlf.parent / REFERENCE_DIR, mlf.parent.parent.parent / REFERENCE_DIR):
+    """The reference of an MLF: ``<mlf dir>/reference``, or OUT's reference when the MLF is the
+    only stage of a pemesh OUT (the model's reference is then the stage's)."""
+    from generator.manifest import OutTree, read_manifest
+
+    cands = [mlf.parent / REFERENCE_DIR]
+    found = OutTree.of_stage_mlf(mlf)
+    if found is not None:
+        tree, stage = found
+        try:
+            manifest = read_manifest(tree.root)
+        except UsageError:
+            manifest = None
+        if manifest is not None and [s.name for s in manifest.stages] == [stage]:
+            cands.append(tree.reference_dir)
+    for cand in cands:
         if cand.is_dir() and any(cand.glob("input_*.npy")):
             return cand
     return None

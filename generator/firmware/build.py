@@ -16,15 +16,12 @@ Sizes come from the built ELF (see :mod:`generator.firmware.toolchain`), never f
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
-import hashlib
 import json
 import logging
 import os
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -32,8 +29,6 @@ from typing import Any, Mapping, Sequence
 from generator.errors import BuildError, DoesNotFitError, PemeshError, ToolchainError, UsageError
 from generator.paths import runtime_dir as default_runtime_dir
 from generator.types import AppSpec
-from generator.firmware.stamp import (PER_PE_FIELDS, BuildProgress, ImagePlan, MeshBuild, PeImage,  # noqa: F401
-                    build_key, build_mesh_report, pe_app_dir, plan_images, split_jobs)
 from generator.firmware.toolchain import (ImageSizes, elf_sizes, find_arm_toolchain, find_host_cc, find_west,
                         find_zephyr_workspace)
 
@@ -432,143 +427,3 @@ def _build_west(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
                          hint="check the app's CMakeLists.txt")
     return BuildResult("west", app_dir, elf, binf if binf.is_file() else None, elf_sizes(elf),
                        (cmd,), spec.board)
-
-
-# --- pemesh build OUT ------------------------------------------------------------------------
-
-def load_mesh(out: Path) -> dict[str, Any]:
-    """Read ``OUT/mesh.json``."""
-    path = Path(out) / "mesh.json"
-    mesh = _read_json(path, "", "run 'pemesh compile MODEL -o OUT' first",
-                      "re-run 'pemesh compile --force'")
-    if not mesh.get("pes"):
-        raise UsageError(f"{path} lists no PEs", hint="re-run 'pemesh compile --force'")
-    return mesh
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def build_mesh(out: Path, backend: str, *, jobs: int | None = None) -> dict[str, BuildResult]:
-    """Build every image of OUT/ (see :func:`build_mesh_report`); a BuildResult per PE."""
-    report = build_mesh_report(out, backend, jobs=jobs)
-    return {pe: img.result for pe, img in report.images.items()}
-
-
-def write_build_json(out: Path, results: Mapping[str, BuildResult],
-                     pes_of: Mapping[str, Sequence[str]],
-                     report: MeshBuild | None = None) -> Path:
-    """Write OUT/build/build.json: backend, per-image (= per PE) paths relative to OUT, sizes,
-    sha256 of the .bin (or executable), how it was made (``built`` or ``stamped`` ``from``
-    another PE's build), and totals. Deterministic: no timings."""
-    images = {}
-    for name in sorted(results):
-        r = results[name]
-        d = r.to_json(out)
-        img = report.images.get(name) if report is not None else None
-        d["sha256"] = img.sha256 if img is not None else sha256_file(r.bin or r.image)
-        d["pes"] = list(pes_of.get(name, (name,)))
-        if img is not None:
-            d.update({"how": img.how, "from": img.source, "build_key": img.key})
-        images[name] = d
-    backends = sorted({r.backend for r in results.values()})
-    doc: dict[str, Any] = {"schema_version": 1,
-                           "backend": backends[0] if len(backends) == 1 else backends,
-                           "images": images}
-    if report is not None:
-        doc["totals"] = {"pes": len(results), "images_built": report.built,
-                         "images_stamped": report.stamped,
-                         "flash_bytes": sum(r.sizes.flash for r in results.values()),
-                         "bin_bytes": sum(r.bin.stat().st_size for r in results.values()
-                                          if r.bin is not None)}
-    manifest = Path(out) / "mesh.json"
-    if manifest.is_file():   # which compile this build belongs to (checked by load_build)
-        doc["mesh_sha256"] = sha256_file(manifest)
-    path = out / "build" / BUILD_JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def load_build(out: Path) -> tuple[dict[str, Any], dict[str, BuildResult]]:
-    """Read OUT/build/build.json: the document and a BuildResult per image (= per PE)."""
-    out = Path(out).resolve()
-    path = out / "build" / BUILD_JSON
-    doc = _read_json(path, "", f"run 'pemesh build {out}' first",
-                     f"rebuild with 'pemesh build {out}'")
-    manifest = out / "mesh.json"
-    if "mesh_sha256" in doc and manifest.is_file() and sha256_file(manifest) != doc["mesh_sha256"]:
-        raise UsageError(f"{path} belongs to an earlier compile: {manifest} changed since the "
-                         "build", hint=f"rebuild with 'pemesh build {out}'")
-    return doc, {name: BuildResult.from_json(d, out) for name, d in doc["images"].items()}
-
-
-class _PlainProgress(BuildProgress):
-    """Progress as plain lines on stderr (not a terminal): one per image, ~10 for stamping."""
-
-    def begin(self, images: int, stamps: int) -> None:
-        self.images, self.stamps, self.n_built, self.n_stamped = images, stamps, 0, 0
-        print(f"building {images} image(s), stamping {stamps} PE(s)", file=sys.stderr)
-
-    def built(self, plan: ImagePlan, seconds: float) -> None:
-        self.n_built += 1
-        print(f"[{self.n_built}/{self.images}] built {plan.name} ({len(plan.pes)} PE(s)) in "
-              f"{seconds:.1f} s", file=sys.stderr)
-
-    def stamped(self, pe: str) -> None:
-        self.n_stamped += 1
-        step = max(1, self.stamps // 10)
-        if self.n_stamped % step == 0 or self.n_stamped == self.stamps:
-            print(f"stamped {self.n_stamped}/{self.stamps}", file=sys.stderr)
-
-
-class _RichProgress(BuildProgress):
-    """Progress bars (rich) on a terminal."""
-
-    def begin(self, images: int, stamps: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
-        self.bar.start()
-        self.t_build = self.bar.add_task("build", total=images)
-        self.t_stamp = self.bar.add_task("stamp", total=stamps)
-
-    def built(self, plan: ImagePlan, seconds: float) -> None:
-        self.bar.advance(self.t_build)
-
-    def stamped(self, pe: str) -> None:
-        self.bar.advance(self.t_stamp)
-
-    def end(self) -> None:
-        if hasattr(self, "bar"):
-            self.bar.stop()
-
-
-def build_command(args: argparse.Namespace) -> int:
-    """``pemesh build OUT [--backend auto|west|baremetal|host] [-j N]``."""
-    out = Path(args.out)
-    mesh = load_mesh(out)
-    board = mesh.get("board") or mesh["pes"][0].get("board") or "qemu_cortex_m3"
-    backend, reason = choose_backend(args.backend, board)
-    print(f"backend: {backend} ({reason})")
-    progress = _RichProgress() if sys.stderr.isatty() else _PlainProgress()
-    report = build_mesh_report(out, backend, jobs=args.jobs, progress=progress)
-    shown = [img for img in report.images.values() if img.how == "built"]
-    if len(report.images) <= 16:
-        shown = list(report.images.values())
-    for img in shown:
-        r = img.result
-        how = "" if img.how == "built" else f"  (stamped from {img.source})"
-        print(f"{img.pe}: {os.path.relpath(r.image, Path(out).resolve())}  "
-              f"flash {r.sizes.flash} B  ram {r.sizes.ram} B  "
-              f"(text {r.sizes.text}, data {r.sizes.data}, bss {r.sizes.bss})  "
-              f"sha256 {img.sha256[:12]}{how}")
-    print(f"{report.built} image(s) built, {report.stamped} stamped "
-          f"({len(report.images)} PEs; build {report.build_seconds:.1f} s, "
-          f"stamp {report.stamp_seconds:.1f} s)")
-    return 0

@@ -49,7 +49,7 @@ _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def _environment() -> jinja2.Environment:
     """One environment per process: templates compile once (rendering 7,296 apps stays fast)."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir() / "pe_app")),
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         trim_blocks=True, lstrip_blocks=True, autoescape=False)
 
@@ -193,7 +193,29 @@ def render_pe_app(spec: AppSpec, app_dir: Path) -> None:
     if (templates_dir() / "pe_app" / board_template).is_file():
         files.append((board_template, f"boards/{spec.board}.conf"))
     for template, out in files:
-        _write(app_dir / out, env.get_template(template).render(ctx))
+        _write(app_dir / out, env.get_template(f"pe_app/{template}").render(ctx))
     app_json = {"_comment": GENERATED, **spec.to_json()}
     _write(app_dir / "pemesh_app.json", json.dumps(app_json, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     log.debug("rendered PE app %s (stage %s) in %s", spec.pe_name, spec.stage, app_dir)
+
+
+#: the Zephyr release the workspace's west.yml pins
+ZEPHYR_REVISION = "v4.2.0"
+
+
+def render_workspace(out: Path, runtime_rel: str) -> None:
+    """The workspace files of OUT/: ``west.yml`` (pins Zephyr, names the pemesh module) and the
+    PE runtime vendored into ``OUT/<runtime_rel>`` so OUT is self-contained."""
+    import shutil
+
+    from generator import __version__
+    from generator.paths import runtime_dir
+
+    out = Path(out)
+    text = _environment().get_template("workspace/west.yml.j2").render(
+        zephyr_revision=ZEPHYR_REVISION, generator=f"pemesh {__version__}")
+    _write(out / "west.yml", text)
+    dest = out / runtime_rel
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(runtime_dir(), dest, ignore=shutil.ignore_patterns("__pycache__", "build"))

@@ -17,32 +17,20 @@ size and load address (LMA, through the program header that holds it). The ``.bi
 ``objcopy -O binary`` writes starts at the lowest LMA of the loadable sections, so the block sits
 at ``LMA - that base`` in it.
 
-The mesh build lives here too (:func:`build_mesh_report`, re-exported by generator.firmware.build): PEs
-are grouped by :func:`build_key` (everything in the AppSpec but the identity), each group's first
-PE app is built (groups in parallel), the others are stamped copies in OUT/build/<pe>/.
-Stamped images equal direct builds of the PEs' own apps byte for byte because build.py compiles
-in the app folder with ``-ffile-prefix-map=<app>=.`` (and the host link has no build-id).
+Building one image per stage and stamping the other PEs is :mod:`generator.firmware.images`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import hashlib
-import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from generator import wire as messaging
 from generator.firmware.elf import SHF_ALLOC, SHT_NOBITS, Section, Segment, read_elf
 from generator.errors import BuildError, UsageError
 from generator.types import AppSpec, Route
-
-if TYPE_CHECKING:
-    from generator.firmware.build import BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -256,202 +244,6 @@ def stamp_image(elf: Path, bin_path: Path | None, spec: AppSpec, elf_out: Path,
     return stamp(load_stamp_source(elf, bin_path), pack_pe_config(spec), elf_out, bin_out)
 
 
-# --- one image per stage, stamped per PE (used by generator.firmware.build) ------------------------------
-
-#: AppSpec fields that only go into struct pemesh_pe_config (stamped after linking)
-PER_PE_FIELDS = ("pe_id", "pe_name", "routes", "flags")
-
-
-def build_key(spec: AppSpec, app_dir: Path, backend: str) -> str:
-    """What decides an image: backend, board, stage and every AppSpec field except the per-PE
-    identity (:data:`PER_PE_FIELDS`), ``model_dir`` resolved. PEs with equal keys run one
-    image, stamped per PE. (``role`` counts: it may change what the templates generate.)"""
-    d = {k: v for k, v in spec.to_json().items() if k not in PER_PE_FIELDS}
-    d["model_dir"] = str((Path(app_dir) / spec.model_dir).resolve())
-    d["backend"] = backend
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ImagePlan:
-    """One image to build and the PEs that run it (the first PE's app is built)."""
-
-    name: str                   # folder under OUT/build/ (the first PE's name)
-    app: str                    # app folder relative to OUT
-    pes: tuple[str, ...]
-    key: str = ""               # build_key of the group ("" when not grouped)
-
-
-def pe_app_dir(pe: Mapping[str, Any]) -> str:
-    """A PE's app folder relative to OUT (mesh.json ``app``, default ``pes/<name>``)."""
-    return pe.get("app", f"pes/{pe['name']}")
-
-
-def plan_images(mesh: Mapping[str, Any], out: Path | None = None,
-                backend: str = "") -> list[ImagePlan]:
-    """Which images to build: with ``out``, one per distinct :func:`build_key` (PEs in mesh
-    order, the first PE of each group is built); without, one per PE."""
-    if out is None:
-        return [ImagePlan(pe["name"], pe_app_dir(pe), (pe["name"],)) for pe in mesh["pes"]]
-    return group_pes(mesh, Path(out), backend)[0]
-
-
-def group_pes(mesh: Mapping[str, Any], out: Path,
-              backend: str) -> tuple[list[ImagePlan], dict[str, AppSpec]]:
-    """Group the PEs of ``mesh`` by :func:`build_key`: the plans and every PE's AppSpec."""
-    from generator.firmware.build import load_app_spec
-    groups: dict[str, list[str]] = {}
-    apps: dict[str, str] = {}
-    specs: dict[str, AppSpec] = {}
-    for pe in mesh["pes"]:
-        name = pe["name"]
-        if name in specs:
-            raise UsageError(f"PE name '{name}' appears twice in {out / 'mesh.json'}",
-                             hint="re-run 'pemesh compile --force'")
-        apps[name] = pe_app_dir(pe)
-        specs[name] = load_app_spec(out / apps[name])
-        groups.setdefault(build_key(specs[name], out / apps[name], backend), []).append(name)
-    plans = [ImagePlan(pes[0], apps[pes[0]], tuple(pes), key) for key, pes in groups.items()]
-    return plans, specs
-
-
-@dataclass(frozen=True)
-class PeImage:
-    """The image of one PE: built from its own app, or stamped from its group's built image."""
-
-    pe: str
-    result: "BuildResult"
-    how: str                    # "built" | "stamped"
-    source: str                 # the PE whose build this is (itself when built)
-    sha256: str                 # of the .bin (or the executable)
-    key: str
-
-
-def stamp_copies(out: Path, plan: ImagePlan, built: "BuildResult",
-                 specs: Mapping[str, AppSpec], apps: Mapping[str, str],
-                 on_stamped: Callable[[str], None] = lambda pe: None) -> list[PeImage]:
-    """The built image of ``plan`` (its first PE, in OUT/build/<first>/) plus a stamped copy in
-    OUT/build/<pe>/ for every other PE of the plan. The built image's identity block must be
-    what :func:`pack_pe_config` gives for its own PE (else C and Python disagree: BuildError)."""
-    from generator.firmware.build import BuildResult, sha256_file
-    first = specs[plan.name]
-    images = [PeImage(plan.name, built, "built", plan.name,
-                      sha256_file(built.bin or built.image), plan.key)]
-    if len(plan.pes) == 1:
-        return images
-    source = load_stamp_source(built.image, built.bin)
-    if source.config != pack_pe_config(first):
-        raise BuildError(
-            f"the identity block built into {built.image} differs from the one generator/"
-            f"stamp.py packs for {first.pe_name}: {source.config.hex()} != "
-            f"{pack_pe_config(first).hex()}",
-            hint="templates/pe_app/src/pe_config.c.j2 and generator/stamp.py disagree on "
-                 "struct pemesh_pe_config (CONTRACTS §1, §6); fix the one that is wrong")
-    src_dir = out / "build" / plan.name
-    elf_rel = built.image.relative_to(src_dir)
-    bin_rel = built.bin.relative_to(src_dir) if built.bin else None
-    for pe in plan.pes[1:]:
-        dst = out / "build" / pe
-        elf_out, bin_out = dst / elf_rel, (dst / bin_rel if bin_rel else None)
-        new_elf, new_bin = stamp(source, pack_pe_config(specs[pe]), elf_out, bin_out)
-        (dst / "commands.txt").unlink(missing_ok=True)     # of an earlier direct build
-        result = BuildResult(built.backend, (out / apps[pe]).resolve(), elf_out, bin_out,
-                             built.sizes, (), built.board)
-        sha = hashlib.sha256(new_bin if new_bin is not None else new_elf).hexdigest()
-        images.append(PeImage(pe, result, "stamped", plan.name, sha, plan.key))
-        on_stamped(pe)
-    return images
-
-
-@dataclass(frozen=True)
-class MeshBuild:
-    """What ``pemesh build`` did."""
-
-    backend: str
-    images: Mapping[str, PeImage]   # by PE name, in mesh order
-    built: int
-    stamped: int
-    build_seconds: float            # wall time until the last image was built (parallel)
-    stamp_seconds: float            # time spent stamping copies (overlaps later builds)
-
-
-class BuildProgress:
-    """Hooks :func:`build_mesh_report` calls as it goes (the default does nothing)."""
-
-    def begin(self, images: int, stamps: int) -> None:
-        """Before anything runs: how many images will be built and how many stamped."""
-
-    def built(self, plan: ImagePlan, seconds: float) -> None:
-        """An image was built (from the first PE of ``plan``)."""
-
-    def stamped(self, pe: str) -> None:
-        """A PE's copy was stamped."""
-
-    def end(self) -> None:
-        """All done (also after an error)."""
-
-
-def split_jobs(jobs: int | None, images: int) -> tuple[int, int]:
-    """(images built at once, compile jobs per image) for ``jobs`` parallel commands."""
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    outer = max(1, min(jobs, images))
-    return outer, max(1, jobs // outer)
-
-
-def build_mesh_report(out: Path, backend: str, *, jobs: int | None = None,
-                      progress: BuildProgress | None = None) -> MeshBuild:
-    """Build every distinct image of OUT/ once (in parallel), stamp each other PE's identity
-    into a copy (OUT/build/<pe>/), and write OUT/build/build.json."""
-    from generator.firmware.build import build_app, load_app_spec, load_mesh, resolve_backend, write_build_json
-    out = Path(out).resolve()
-    progress = progress or BuildProgress()
-    mesh = load_mesh(out)
-    first = load_app_spec(out / pe_app_dir(mesh["pes"][0]))
-    backend = resolve_backend(backend, first.board)
-    plans, specs = group_pes(mesh, out, backend)
-    apps = {pe["name"]: pe_app_dir(pe) for pe in mesh["pes"]}
-    outer, inner = split_jobs(jobs, len(plans))
-    log.info("%d PEs, %d distinct images: building %d at a time (%d compile jobs each)",
-             len(specs), len(plans), outer, inner)
-    progress.begin(len(plans), len(specs) - len(plans))
-    images: dict[str, PeImage] = {}
-    stamp_seconds = 0.0
-    t0 = builds_done = time.monotonic()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=outer) as pool:
-            def build_one(plan: ImagePlan) -> tuple["BuildResult", float, float]:
-                start = time.monotonic()
-                r = build_app(out / plan.app, out / "build" / plan.name, backend, jobs=inner)
-                end = time.monotonic()
-                return r, end - start, end
-            futures = {pool.submit(build_one, plan): plan for plan in plans}
-            try:
-                for fut in concurrent.futures.as_completed(futures):
-                    plan = futures[fut]
-                    result, seconds, end = fut.result()
-                    builds_done = max(builds_done, end)
-                    progress.built(plan, seconds)
-                    start = time.monotonic()
-                    for img in stamp_copies(out, plan, result, specs, apps, progress.stamped):
-                        images[img.pe] = img
-                    stamp_seconds += time.monotonic() - start
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-    finally:
-        progress.end()
-    build_seconds = builds_done - t0
-    ordered = {pe["name"]: images[pe["name"]] for pe in mesh["pes"]}
-    report = MeshBuild(backend, ordered, len(plans), len(specs) - len(plans), build_seconds,
-                       stamp_seconds)
-    write_build_json(out, {k: v.result for k, v in ordered.items()},
-                     {k: (k,) for k in ordered}, report=report)
-    return report
-
-
 __all__ = ["SECTION", "SIZE", "MAX_ROUTES", "ROLE_VALUES", "PeConfig", "ConfigLocation",
            "StampSource", "pack_pe_config", "pack_routes", "unpack_pe_config", "find_config",
-           "read_config", "load_stamp_source", "stamp", "stamp_image", "PER_PE_FIELDS", "build_key",
-           "PeImage", "stamp_copies", "ImagePlan", "plan_images", "group_pes", "pe_app_dir",
-           "MeshBuild", "BuildProgress", "split_jobs", "build_mesh_report"]
+           "read_config", "load_stamp_source", "stamp", "stamp_image"]

@@ -37,14 +37,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from generator.errors import UnsupportedModelError
+from generator.types import ImportedModel
 from generator.frontend.qops import QOP_ATTR, QOp, qop_prim_func, quantize_multiplier  # noqa: F401 (re-export)
 from generator.frontend.qops import requantize_ref  # noqa: F401 (re-export)
-from generator.types import ImportedModel
 
 log = logging.getLogger(__name__)
 
@@ -553,3 +554,16 @@ def quantize_model(model: ImportedModel, onnx_model: Any = None) -> ImportedMode
     meta = dict(model.meta, quantized_ops=len(folded))
     log.info("%s: folded %d QDQ chain(s) into integer ops", model.name, len(folded))
     return dataclasses.replace(model, mod=mod, meta=meta)
+
+
+def quantize_if_qdq(model: ImportedModel, path: Path) -> ImportedModel:
+    """Fold the dequantize→op→quantize chains of an ONNX QDQ model or of a full-integer TFLite
+    model (which TVM's TFLite frontend imports as such chains) into integer ops (int8 compute);
+    other models pass unchanged. The TVM reference is then the integer graph's."""
+    if model.format == "tflite":
+        return quantize_model(model)   # schemes were checked by the frontend, per operator
+    if model.format != "onnx":
+        return model
+    import onnx
+
+    return quantize_model(model, onnx.load(str(path)))

@@ -106,6 +106,11 @@ class FabricStats:
     injected_garbage_bytes: int
     injected_bitflips: int
 
+    @classmethod
+    def empty(cls) -> "FabricStats":
+        """The counters of a run without a fabric (a single PE: nothing crosses the mesh)."""
+        return cls(0, 0, 0, {}, {}, {}, 0, {}, 0, 0, 0, 0, 0, 0)
+
     def to_json(self) -> dict[str, object]:
         return {
             "routed_frames": self.routed_frames, "routed_bytes": self.routed_bytes,

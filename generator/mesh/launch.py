@@ -1,4 +1,4 @@
-"""Launching PEs (QEMU or host processes) and ``pemesh run``.
+"""Launching PEs: QEMU machines or host processes, each with its host link on a pty.
 
 :func:`launch` starts one built image and returns a :class:`PeProcess` whose ``serial_path`` is
 the PE's host link (UART0) as a pty — the same kind of path a real board's serial port has, so
@@ -26,8 +26,6 @@ Without icount virtual time follows the host clock and cycles are wall-clock-lik
 
 from __future__ import annotations
 
-import argparse
-import json
 import atexit
 import logging
 import re
@@ -41,11 +39,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from generator.firmware.build import BuildResult, load_build, load_mesh
-from generator.errors import CheckError, RunError, UsageError
-from generator.types import TensorSpec
+from generator.errors import RunError, UsageError
+from generator.firmware.build import BuildResult
 from generator.firmware.toolchain import find_qemu
 
 log = logging.getLogger(__name__)
@@ -304,116 +299,5 @@ def launch(result: BuildResult, *, platform: str | None = None,
     raise UsageError(f"unknown platform '{platform}'", hint="use qemu or host")
 
 
-# --- pemesh run ------------------------------------------------------------------------------
-
-def _stage_io(mesh: dict[str, Any], stage: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    stages = mesh.get("stages") or []
-    for st in stages:
-        if st.get("name") == stage:
-            break
-    else:
-        if len(stages) != 1:
-            raise UsageError(f"mesh.json has no stage '{stage}'",
-                             hint="re-run 'pemesh compile --force'")
-        st = stages[0]
-    return ([TensorSpec.from_json(t) for t in st["inputs"]],
-            [TensorSpec.from_json(t) for t in st["outputs"]])
-
-
-def load_inputs(paths: Sequence[str], out: Path, specs: Sequence[TensorSpec]) -> list[np.ndarray]:
-    """Inputs from .npy files (one per model input), one .npz, or OUT/reference/input_<i>.npy."""
-    if not paths:
-        paths = [str(out / "reference" / f"input_{i}.npy") for i in range(len(specs))]
-    arrays: list[np.ndarray] = []
-    for p in paths:
-        try:
-            loaded = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"cannot read input {p}: {err}",
-                             hint="pass a .npy per model input (or one .npz)") from None
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            arrays.extend(loaded[k] for k in loaded.files)
-        else:
-            arrays.append(loaded)
-    if len(arrays) != len(specs):
-        raise UsageError(f"the model takes {len(specs)} input(s), got {len(arrays)}",
-                         hint="pass one --input per model input")
-    result = []
-    for i, (a, spec) in enumerate(zip(arrays, specs)):
-        if tuple(a.shape) != spec.shape or a.dtype != np.dtype(spec.dtype):
-            if a.size == spec.num_elements and np.can_cast(a.dtype, spec.dtype, "same_kind"):
-                a = a.reshape(spec.shape).astype(spec.dtype)
-            else:
-                raise UsageError(f"input {i} ({spec.name}) is {a.dtype}{list(a.shape)}, the model "
-                                 f"wants {spec.dtype}{list(spec.shape)}",
-                                 hint="convert the input to the model's shape and dtype")
-        result.append(np.ascontiguousarray(a))
-    return result
-
-
-def save_outputs(path: str, outputs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> None:
-    """One output → .npy; several → .npz keyed by output name (or .npy per index)."""
-    if len(outputs) == 1 and not path.endswith(".npz"):
-        np.save(path, outputs[0])
-    else:
-        np.savez(path, **{s.c_name: o for s, o in zip(specs, outputs)})
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """``pemesh run OUT [--input X.npy] [--output Y.npy] [--platform qemu|host] [--check]
-    [--count K]`` for a single-PE mesh."""
-    out = Path(args.out).resolve()
-    mesh = load_mesh(out)
-    if len(mesh["pes"]) != 1 or any(pe.get("role") == "stage" for pe in mesh["pes"]):
-        from generator.mesh.runner import mesh_run_command
-        return mesh_run_command(args, out, mesh)
-    pe = mesh["pes"][0]
-    _, images = load_build(out)
-    result = images.get(pe["name"]) or next(iter(images.values()))
-    in_specs, out_specs = _stage_io(mesh, pe["stage"])
-    inputs = load_inputs(args.input, out, in_specs)
-    count = max(1, int(getattr(args, "count", 1) or 1))
-    timeout = float(getattr(args, "timeout", 60.0) or 60.0)
-    shift = DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None
-    from generator.mesh.hostlink import HostLink
-
-    with launch(result, platform=args.platform, icount_shift=shift, log_dir=out / "run",
-                name=pe["name"]) as proc:
-        with proc.open_serial() as port:
-            link = HostLink(port, pe_id=int(pe["id"]), timeout=timeout, output_specs=out_specs)
-            pong = link.ping()
-            log.info("%s PONG: %s", pe["name"], pong)
-            runs = []
-            for k in range(count):
-                outputs, stats = link.infer(inputs)
-                runs.append(outputs)
-                cycles = int(stats.cycles)
-                if shift is not None:
-                    print(f"{pe['name']}: run {k + 1}/{count}: {cycles} cycles (SysTick) = "
-                          f"{ticks_to_instructions(cycles, shift):.0f} instructions "
-                          f"(QEMU icount shift={shift})")
-                else:
-                    print(f"{pe['name']}: run {k + 1}/{count}: {cycles} cycles (host clock)")
-                if stats.accel_calls:
-                    print(f"{pe['name']}: accelerator wrappers: {stats.accel_calls} call(s), "
-                          f"{stats.accel_macs} MACs")
-    run_doc = {"pes": {pe["name"]: {
-        "id": int(pe["id"]), "name": pe["name"], "stage": pe["stage"], "inferences": count,
-        "cycles": int(stats.cycles), "accel_calls": stats.accel_calls,
-        "accel_macs": stats.accel_macs, "rx_bad_frames": stats.rx_bad_frames,
-        **({"instructions": round(ticks_to_instructions(int(stats.cycles), shift))}
-           if shift is not None else {})}}, "platform": args.platform}
-    (out / "run.json").write_text(json.dumps(run_doc, indent=2, sort_keys=True) + "\n")
-    if args.output:
-        save_outputs(args.output, outputs, out_specs)
-        print(f"output written to {args.output}")
-    if args.check:
-        from generator.verify.check import check_outputs, expected_outputs
-
-        refs = expected_outputs(out, mesh, inputs, user_inputs=bool(args.input))
-        check_outputs(runs, refs, out / "run")
-    return 0
-
-
-__all__ = ["PeProcess", "launch", "qemu_command", "ticks_to_instructions", "run_command",
+__all__ = ["PeProcess", "launch", "qemu_command", "ticks_to_instructions",
            "DEFAULT_ICOUNT_SHIFT", "QEMU_TICK_NS"]

@@ -1,12 +1,12 @@
-"""Running a whole mesh: ``pemesh run OUT`` when OUT/mesh.json has several PEs (CONTRACTS §6).
+"""Running the PEs of OUT/: ``pemesh run`` for one PE and for a mesh alike (CONTRACTS §6).
 
-:class:`MeshRunner` starts the :class:`~generator.mesh.fabric.Fabric`, launches every PE in parallel
-(QEMU: UART0 on a pty, UART1 on the PE's fabric socket; host processes: ``--link1 unix:…``), opens
-every PE's host link (all of them: PEs report STATS there), PINGs them all, then feeds inputs to
-the replicas' entry PEs round-robin — honouring the READY credits of each entry stream — and
-collects the exit PEs' outputs in input order, returning a READY credit to the exit PE for every
-output it delivered. Each replica is a FIFO pipeline, so the j-th output of a replica's exit belongs
-to the j-th input fed to that replica.
+:class:`MeshRunner` launches every PE in parallel (QEMU: UART0 on a pty, UART1 on the PE's
+fabric socket; host processes: ``--link1 unix:…``) and, when there is more than one PE, starts
+the :class:`~generator.mesh.fabric.Fabric` between them (a single PE has nothing to route: its
+routes all lead to the host). It opens every PE's host link (all of them: PEs report STATS there),
+PINGs them all, then feeds inputs to the replicas' entry PEs round-robin — honouring the READY
+credits of each entry stream — and collects the exit PEs' outputs in input order. Each replica is
+a FIFO pipeline, so the j-th output of a replica's exit belongs to the j-th input fed to it.
 
 Failure handling: a PE process that exits, closes its mesh link or reports ERROR, and a run that
 makes no progress for ``timeout`` seconds, raise :class:`~generator.errors.RunError` naming the
@@ -16,9 +16,7 @@ on Ctrl-C, via ``with``) stops every process and the fabric; it is idempotent.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
-import json
 import logging
 import selectors
 import time
@@ -28,15 +26,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from generator.boards.catalog import Mesh, load_mesh as load_board_mesh, load_pe_kind, mesh_from_json
-from generator.firmware.build import BuildResult, load_build, load_mesh
-from generator.errors import BoardError, CheckError, RunError, UsageError
+from generator.boards.catalog import (LinkFigures, Mesh, load_mesh as load_board_mesh,
+                                      load_pe_kind, mesh_from_json)
+from generator.errors import BoardError, RunError, UsageError
+from generator.firmware.build import BuildResult
+from generator.firmware.images import load_build
+from generator.manifest import (Manifest, PeRecord, PeRunRecord, ReplicaRecord, RunRecord,
+                                read_manifest)
 from generator.mesh.fabric import Fabric, FabricStats, Faults
 from generator.mesh.hostlink import READY, MeshPeLink, _unpack, pe_error, ping_all
-from generator.wire import Frame, FrameType, Stats, unpack_stats
-from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, launch, load_inputs,
-                  save_outputs, ticks_to_instructions)
+from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, launch,
+                                   ticks_to_instructions)
 from generator.types import TensorSpec
+from generator.wire import Frame, FrameType, Stats, unpack_stats
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +50,44 @@ LAUNCH_WORKERS = 16
 class MeshPe:
     """One PE of the manifest and the image it runs."""
 
-    id: int
-    name: str
-    stage: str
-    replica: int
-    coords: tuple[int, int]
-    routes: tuple[tuple[int, int, int, int], ...]
-    host_link: bool
+    record: PeRecord
     image: BuildResult
 
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def stage(self) -> str:
+        return self.record.stage
+
+    @property
+    def replica(self) -> int:
+        return self.record.replica
+
+    @property
+    def coords(self) -> tuple[int, int]:
+        return self.record.coords
+
     def describe(self) -> str:
-        return (f"PE {self.id} ({self.name}, stage {self.stage}, replica {self.replica}, "
-                f"coords ({self.coords[0]}, {self.coords[1]}))")
+        return self.record.describe()
+
+
+#: where one replica's model inputs enter and its model outputs leave
+Replica = ReplicaRecord
 
 
 @dataclass(frozen=True)
-class Replica:
-    """Where one replica's model inputs enter and its model outputs leave."""
-
-    index: int
-    entry: tuple[tuple[int, int, int], ...]     # (pe, stream, model_input_index)
-    exit: tuple[tuple[int, int, int], ...]      # (pe, output_index, model_output_index)
-
-
-@dataclass(frozen=True)
-class MeshPlan:
+class RunPlan:
     """What :class:`MeshRunner` needs from OUT/mesh.json and OUT/build/build.json."""
 
     out: Path
     pes: dict[int, MeshPe]
-    replicas: tuple[Replica, ...]
+    replicas: tuple[ReplicaRecord, ...]
     model_inputs: tuple[TensorSpec, ...]
     model_outputs: tuple[TensorSpec, ...]
     geometry: Mesh
@@ -99,20 +109,19 @@ class MeshRunResult:
         return len(self.outputs) / self.seconds if self.seconds > 0 else 0.0
 
 
-def _geometry(manifest: dict[str, Any], coords: dict[int, tuple[int, int]]) -> Mesh:
-    m = manifest.get("mesh") or {}
-    if isinstance(m, dict) and "topology" in m:
+def _geometry(manifest: Manifest, coords: dict[int, tuple[int, int]]) -> Mesh:
+    m = manifest.mesh
+    if "topology" in m:
         keys = ("name", "description", "pe_kind", "topology", "host_links", "links")
         return mesh_from_json({k: m[k] for k in keys if k in m})
-    name = m.get("name") if isinstance(m, dict) else m
+    name = m.get("name")
     if name:
         try:
             return load_board_mesh(name)
         except BoardError:
             log.debug("mesh %s is not in boards/mesh; using the PEs' coordinates", name)
     # one chip as large as the PEs' coordinates
-    from generator.boards.catalog import LinkFigures
-    kind = load_pe_kind(manifest.get("pe_kind") or manifest.get("board") or "qemu_cortex_m3")
+    kind = load_pe_kind(manifest.pe_kind or manifest.board or "qemu_cortex_m3")
     w = max(x for x, _ in coords.values()) + 1
     h = max(y for _, y in coords.values()) + 1
     fig = LinkFigures(bytes_per_s=1_000_000, latency_ns=0)
@@ -120,43 +129,25 @@ def _geometry(manifest: dict[str, Any], coords: dict[int, tuple[int, int]]) -> M
                 chips_y=1, pes_x=w, pes_y=h, host_links=(0,), on_chip=fig, chip_to_chip=fig)
 
 
-def load_plan(out: Path, manifest: dict[str, Any] | None = None) -> MeshPlan:
-    """Read the mesh manifest and the build of OUT/ into a :class:`MeshPlan`."""
+def load_plan(out: Path, manifest: Manifest | None = None) -> RunPlan:
+    """Read the manifest and the build of OUT/ into a :class:`RunPlan`."""
     out = Path(out).resolve()
-    manifest = manifest or load_mesh(out)
-    doc, images = load_build(out)
-    image_of: dict[str, BuildResult] = {}
-    for name, d in doc["images"].items():
-        for pe_name in d.get("pes") or [name]:
-            image_of[pe_name] = images[name]
+    manifest = manifest or read_manifest(out)
+    _record, images = load_build(out)
     pes: dict[int, MeshPe] = {}
-    for p in manifest["pes"]:
-        name = p.get("name", f"pe{p['id']}")
-        if name not in image_of:
-            raise UsageError(f"{out}/build/build.json has no image for {name}",
+    for p in manifest.pes:
+        if p.name not in images:
+            raise UsageError(f"{out}/build/build.json has no image for {p.name}",
                              hint=f"run 'pemesh build {out}'")
-        pes[int(p["id"])] = MeshPe(
-            id=int(p["id"]), name=name, stage=str(p.get("stage", "")),
-            replica=int(p.get("replica", 0)), coords=tuple(p.get("coords", (0, 0))),
-            routes=tuple(tuple(int(v) for v in r) for r in p.get("routes") or ()),
-            host_link=bool(p.get("host_link", False)), image=image_of[name])
-    model = manifest.get("model") or {}
-    model_inputs = tuple(TensorSpec.from_json(t) for t in model.get("inputs", ()))
-    model_outputs = tuple(TensorSpec.from_json(t) for t in model.get("outputs", ()))
-    replicas = tuple(
-        Replica(int(r["index"]), tuple(tuple(int(v) for v in e) for e in r["entry"]),
-                tuple(tuple(int(v) for v in e) for e in r["exit"]))
-        for r in manifest.get("replicas") or ())
-    if not replicas:
-        raise UsageError(f"{out}/mesh.json lists no replicas (entry/exit PEs)",
-                         hint="re-run 'pemesh compile --mesh … --force'")
-    for r in replicas:
+        pes[p.id] = MeshPe(p, images[p.name])
+    for r in manifest.replicas:
         for pe, *_ in (*r.entry, *r.exit):
             if pe not in pes:
                 raise UsageError(f"replica {r.index} of {out}/mesh.json names PE {pe}, which "
                                  "is not in 'pes'", hint="re-run 'pemesh compile --force'")
     geometry = _geometry(manifest, {i: pe.coords for i, pe in pes.items()})
-    return MeshPlan(out, pes, replicas, model_inputs, model_outputs, geometry)
+    return RunPlan(out, pes, manifest.replicas, manifest.model.inputs, manifest.model.outputs,
+                   geometry)
 
 
 @dataclass
@@ -168,9 +159,9 @@ class _Pending:
 
 
 class MeshRunner:
-    """Run the PEs of a :class:`MeshPlan` (a context manager; :meth:`close` stops everything)."""
+    """Run the PEs of a :class:`RunPlan` (a context manager; :meth:`close` stops everything)."""
 
-    def __init__(self, plan: MeshPlan, *, platform: str | None = None,
+    def __init__(self, plan: RunPlan, *, platform: str | None = None,
                  icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, timeout: float = 60.0,
                  startup_timeout: float = 30.0, hop_delay_s: float = 0.0,
                  faults: Faults | None = None, log_dir: Path | None = None):
@@ -181,8 +172,10 @@ class MeshRunner:
         self.platform = platform or ("qemu" if any_image.runs_on_qemu else "host")
         self.icount_shift = icount_shift if self.platform == "qemu" else None
         self.log_dir = log_dir
-        self.fabric = Fabric(plan.geometry, list(plan.pes), hop_delay_s=hop_delay_s,
-                             faults=faults)
+        # one PE: no fabric (its routes all lead to the host on link 0)
+        self.fabric: Fabric | None = (
+            Fabric(plan.geometry, list(plan.pes), hop_delay_s=hop_delay_s, faults=faults)
+            if len(plan.pes) > 1 else None)
         self.procs: dict[int, PeProcess] = {}
         self.links: dict[int, MeshPeLink] = {}
         self._ports: list[Any] = []
@@ -196,7 +189,8 @@ class MeshRunner:
     def start(self) -> "MeshRunner":
         """Start the fabric and every PE; PING them; size the fabric's windows from PONGs."""
         try:
-            self.fabric.start()
+            if self.fabric is not None:
+                self.fabric.start()
             pes = list(self.plan.pes.values())
             # started from this thread (the parent-death signal follows the forking thread),
             # all at once; then wait for every pty
@@ -204,7 +198,7 @@ class MeshRunner:
                 self.procs[pe.id] = launch(pe.image, platform=self.platform,
                                            icount_shift=self.icount_shift, log_dir=self.log_dir,
                                            name=pe.name, startup_timeout=self.startup_timeout,
-                                           link1=self.fabric.path(pe.id), wait=False)
+                                           link1=self._link1(pe.id), wait=False)
             deadline = time.monotonic() + self.startup_timeout
             for pe in pes:
                 self.procs[pe.id].wait_ready(max(0.5, deadline - time.monotonic()))
@@ -213,9 +207,11 @@ class MeshRunner:
                 self._ports.append(port)
                 self.links[pe.id] = MeshPeLink(port, pe.id)
             pongs = ping_all(list(self.links.values()), self.startup_timeout)
-            for pe_id, pong in pongs.items():
-                self.fabric.set_window(pe_id, pong.rx_window)
-            missing = self.fabric.wait_connected(self.plan.pes, self.startup_timeout)
+            missing = []
+            if self.fabric is not None:
+                for pe_id, pong in pongs.items():
+                    self.fabric.set_window(pe_id, pong.rx_window)
+                missing = self.fabric.wait_connected(self.plan.pes, self.startup_timeout)
             if missing:
                 raise RunError(
                     f"{self.plan.pes[missing[0]].describe()} did not connect its mesh link "
@@ -245,7 +241,15 @@ class MeshRunner:
                 pass
         with concurrent.futures.ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
             list(pool.map(lambda p: p.close(), list(self.procs.values())))
-        self.fabric.stop()
+        if self.fabric is not None:
+            self.fabric.stop()
+
+    def _link1(self, pe_id: int) -> str | None:
+        """The fabric socket of a PE's mesh link, or None when there is no fabric."""
+        return self.fabric.path(pe_id) if self.fabric is not None else None
+
+    def fabric_stats(self) -> FabricStats:
+        return self.fabric.stats() if self.fabric is not None else FabricStats.empty()
 
     def __enter__(self) -> "MeshRunner":
         return self.start()
@@ -303,7 +307,7 @@ class MeshRunner:
         seconds = time.monotonic() - t0
         self.request_stats()
         return MeshRunResult([r for r in results if r is not None], dict(self.stats),
-                             dict(self.runs), self.fabric.stats(), seconds,
+                             dict(self.runs), self.fabric_stats(), seconds,
                              sum(link.retransmissions for link in self.links.values()))
 
     def _input_blob(self, x: np.ndarray, index: int) -> bytes:
@@ -380,7 +384,7 @@ class MeshRunner:
         return f"the outputs of input {k}"
 
     def _check_alive(self, results: list, streams: dict[tuple[int, int], _Pending]) -> None:
-        if self.fabric.error is not None:
+        if self.fabric is not None and self.fabric.error is not None:
             raise RunError(f"the fabric failed: {self.fabric.error}", hint="a pemesh bug; "
                            "re-run with -v and report it")
         for pe_id, proc in self.procs.items():
@@ -389,7 +393,7 @@ class MeshRunner:
                 raise RunError(f"{pe.describe()} exited (code {proc.proc.returncode}) while "
                                f"the host awaited {self._awaited(results, streams)}:\n"
                                f"{proc.output_tail()}", hint="see the PE's log")
-        gone = self.fabric.disconnected()
+        gone = self.fabric.disconnected() if self.fabric is not None else []
         if gone:
             raise RunError(f"{self.plan.pes[gone[0]].describe()} closed its mesh link while the "
                            f"host awaited {self._awaited(results, streams)}",
@@ -410,7 +414,7 @@ class MeshRunner:
             pe_id = None
             for cand in sorted(self.plan.pes):
                 link = self.links.get(cand)
-                if self.fabric.pending(cand)[1] or (link is not None
+                if (self.fabric is not None and self.fabric.pending(cand)[1]) or (link is not None
                                                     and link.oldest_unacked_age > 1.0):
                     pe_id, why = cand, "does not acknowledge the frames sent to it"
                     break
@@ -448,9 +452,9 @@ class MeshRunner:
         return dict(self.stats), missing
 
 
-# --- pemesh run for a mesh ------------------------------------------------------------------
+# --- what a run measured ------------------------------------------------------------------
 
-def report(plan: MeshPlan, res: MeshRunResult, icount_shift: int | None) -> dict[str, Any]:
+def summary(plan: RunPlan, res: MeshRunResult, icount_shift: int | None) -> dict[str, Any]:
     """A JSON-able summary: per-PE cycles, per-link traffic, hops, throughput."""
     pes = []
     for pe_id, pe in sorted(plan.pes.items()):
@@ -487,69 +491,21 @@ def report(plan: MeshPlan, res: MeshRunResult, icount_shift: int | None) -> dict
     return doc
 
 
-def write_run_json(out: Path, doc: dict[str, Any]) -> Path:
-    """OUT/run.json for ``pemesh report``: per-PE STATS by PE name, bytes per directed mesh
-    link, throughput and the fabric's counters."""
-    run = {"pes": {p["name"]: p for p in doc["pes"]},
-           "links": {k: t["bytes"] for k, t in doc["fabric"]["mesh_links"].items()},
-           "throughput": {k: doc[k] for k in ("inferences", "seconds", "inferences_per_s",
-                                              "replicas", "slowest_stage",
-                                              "bound_inferences_per_virtual_s") if k in doc},
-           "fabric": doc["fabric"], "hops_per_inference": doc["hops_per_inference"],
-           "host_retransmissions": doc["host_retransmissions"]}
-    path = Path(out) / "run.json"
-    path.write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
-    return path
+#: the summary's figures that run.json keeps under "throughput"
+THROUGHPUT_KEYS = ("inferences", "seconds", "inferences_per_s", "replicas", "slowest_stage",
+                   "bound_inferences_per_virtual_s")
 
 
-def mesh_run_command(args: argparse.Namespace, out: Path, manifest: dict[str, Any]) -> int:
-    """``pemesh run OUT`` for a mesh: K inputs over the replicas, outputs in order, a report."""
-    plan = load_plan(out, manifest)
-    inputs = load_inputs(args.input, out, plan.model_inputs)
-    count = max(1, int(getattr(args, "count", 1) or 1))
-    timeout = float(getattr(args, "timeout", 60.0) or 60.0)
-    faults = None
-    if getattr(args, "garbage_rate", 0) or getattr(args, "bitflip_rate", 0):
-        faults = Faults(seed=int(getattr(args, "fault_seed", 0) or 0),
-                        garbage_rate=float(getattr(args, "garbage_rate", 0) or 0),
-                        bitflip_rate=float(getattr(args, "bitflip_rate", 0) or 0))
-    shift = DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None
-    with MeshRunner(plan, platform=args.platform, icount_shift=shift, timeout=timeout,
-                    hop_delay_s=float(getattr(args, "hop_delay", 0) or 0), faults=faults,
-                    log_dir=out / "run") as runner:
-        res = runner.infer_many([inputs] * count)
-    doc = report(plan, res, shift)
-    write_run_json(out, doc)
-    for p in doc["pes"]:
-        cyc = "n/a" if p["cycles"] is None else str(p["cycles"])
-        extra = f" = {p['instructions']} instructions" if "instructions" in p else ""
-        print(f"{p['name']} (PE {p['id']}, stage {p['stage']}, replica {p['replica']}, "
-              f"coords {tuple(p['coords'])}): {p['inferences']} run(s), last {cyc} cycles{extra}")
-    fab = res.fabric
-    for (a, b), t in sorted(fab.mesh_links.items()):
-        print(f"link {a}->{b}: {t.frames} frames, {t.bytes} bytes")
-    print(f"fabric: {fab.routed_frames} frames routed, {fab.hops} hops, "
-          f"{fab.retransmissions} retransmissions, {fab.bad_frames} bad frames from PEs")
-    if faults is not None:
-        seen = sum(st.rx_bad_frames for st in res.stats.values())
-        print(f"faults injected: {fab.injected_bitflips} bit flips, "
-              f"{fab.injected_garbage_bytes} garbage bytes; PEs counted {seen} bad frames")
-    print(f"throughput: {doc['inferences']} inference(s) in {doc['seconds']:.3f} s = "
-          f"{doc['inferences_per_s']:.2f} inferences/s over {doc['replicas']} replica(s)")
-    if "slowest_stage" in doc:
-        s = doc["slowest_stage"]
-        print(f"slowest stage: {s['stage']} on PE {s['pe']}: {s['cycles']} cycles per inference")
-    outputs = res.outputs[-1]
-    if args.output:
-        save_outputs(args.output, outputs, plan.model_outputs)
-        print(f"output written to {args.output}")
-    if args.check:
-        from generator.verify.check import check_outputs, expected_outputs
-
-        refs = expected_outputs(out, manifest, inputs, user_inputs=bool(args.input))
-        check_outputs(res.outputs, refs, out / "run")
-    return 0
+def run_record(doc: dict[str, Any], platform: str) -> RunRecord:
+    """OUT/run.json's record of a :func:`summary`: per-PE STATS by PE name, bytes per directed
+    mesh link, throughput and the fabric's counters."""
+    return RunRecord(
+        platform=platform, pes={p["name"]: PeRunRecord.from_json(p) for p in doc["pes"]},
+        links={k: t["bytes"] for k, t in doc["fabric"]["mesh_links"].items()},
+        throughput={k: doc[k] for k in THROUGHPUT_KEYS if k in doc}, fabric=doc["fabric"],
+        hops_per_inference=doc["hops_per_inference"],
+        host_retransmissions=doc["host_retransmissions"])
 
 
-__all__ = ["MeshPe", "MeshPlan", "MeshRunResult", "MeshRunner", "Replica", "load_plan",
-           "mesh_run_command", "report", "write_run_json"]
+__all__ = ["MeshPe", "RunPlan", "MeshRunResult", "MeshRunner", "Replica", "load_plan",
+           "summary", "run_record"]

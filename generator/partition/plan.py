@@ -1,20 +1,21 @@
-"""``pemesh compile --mesh M``: shard → partition → place → emit stages → render every PE.
+"""The mesh plan: shard → prepare → partition into pipeline stages → place → routes.
 
-The model is prepared once (``aot.prepare_model``); the partitioner cuts its program of fused
-operator calls into pipeline stages that fit one PE each; the mapper places stages (× replicas)
-on the mesh; each stage's C is emitted once and every PE of it gets an app whose config carries
-its identity and routes (docs/CONTRACTS.md §6).
+``plan_mesh`` makes every decision of ``pemesh compile`` that is not code generation, for any
+mesh — a single PE (``--board K``) is a 1×1 mesh of kind K and takes the same path. The model is
+sharded on Relax where a layer's weights do not fit a PE, prepared once (``aot.stage.
+prepare_model``: legalize, fuse), its program of fused calls cut into stages that fit one PE each
+(exact DP, generator/partition/pipeline.py), the stages × replicas placed along a serpentine walk
+(placement.py), and each PE given its routing table (docs/CONTRACTS.md §6).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-from generator.errors import UsageError
-from generator.types import AppSpec, ImportedModel, Route
+from generator.errors import DoesNotFitError, UsageError
+from generator.types import ImportedModel, Route
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,43 @@ HOST = 0xFFFF
 CYCLES_PER_MAC = {"cortex-m3": 100.0, "cortex-m4f": 6.0, "cortex-m4": 60.0}
 #: share of a PE's weight room one layer may take before it is sharded (room for code, others)
 WEIGHT_SHARE = 0.7
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """Planned memory of one PE: what the plan needs against what the PE has."""
+
+    ram_bytes: int
+    flash_bytes: int
+    ram_limit: int
+    flash_limit: int
+    detail: dict[str, int]
+
+    @property
+    def fits(self) -> bool:
+        return self.ram_bytes <= self.ram_limit and self.flash_bytes <= self.flash_limit
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ram_bytes": self.ram_bytes, "flash_bytes": self.flash_bytes,
+                "ram_limit": self.ram_limit, "flash_limit": self.flash_limit,
+                "fits": self.fits, "detail": dict(sorted(self.detail.items()))}
+
+
+def stage_memory_need(stage, pe_kind) -> MemoryNeed:
+    """RAM/flash a PE needs for ``stage``: arena + io + runtime reserve (RAM), constants +
+    runtime reserve (flash). Code size of the operators is known only after the build, which
+    checks the real ELF against the same limits."""
+    ram = {"arena": stage.workspace_size, "io": stage.io_size,
+           "runtime": pe_kind.reserve_ram_bytes}
+    flash = {"constants": stage.constants_size, "runtime": pe_kind.reserve_flash_bytes}
+    ram_total, flash_total = sum(ram.values()), sum(flash.values())
+    if pe_kind.code_in_ram:
+        # one SRAM for code and data (SpiNNaker2-like PE): everything counts against it
+        ram_total = flash_total = ram_total + flash_total
+    flash_limit = pe_kind.ram_bytes if pe_kind.code_in_ram else pe_kind.flash_bytes
+    return MemoryNeed(ram_total, flash_total, pe_kind.ram_bytes, flash_limit,
+                      {**{f"ram_{k}": v for k, v in ram.items()},
+                       **{f"flash_{k}": v for k, v in flash.items()}})
 
 
 def pe_budget(pe_kind, mesh):
@@ -49,8 +87,6 @@ def accel_aware_facts(pm, facts, accel, budget):
     MACs per cycle) instead of CPU cycles per MAC: stages are balanced on what will run."""
     if accel is None:
         return facts
-    from dataclasses import replace
-
     from generator.aot.accel import accel_cycles, decide, step_qop
 
     out = []
@@ -64,7 +100,8 @@ def accel_aware_facts(pm, facts, accel, budget):
     return out
 
 
-def _replicas(arg: str | int | None) -> str | int:
+def parse_replicas(arg: str | int | None) -> str | int:
+    """``--replicas``: a count ≥ 1 or ``max``."""
     if arg is None:
         return 1
     if str(arg) == "max":
@@ -79,40 +116,104 @@ def _replicas(arg: str | int | None) -> str | int:
     return r
 
 
-def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None, replicas: str | int):
-    """Shard, prepare and partition ``model`` for ``mesh``; returns the decisions."""
-    from generator.aot import prepare_model, step_facts
-    from generator.partition.placement import available_pes
-    from generator.partition.pipeline import partition_pipeline
-    from generator.partition.shard import shard_layers
+@dataclass(frozen=True)
+class StageDef:
+    """One pipeline stage of the program: its steps and the tensors it takes and gives."""
 
-    pe_kind = mesh.pe_kind
-    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind))
-    pm = prepare_model(sharded_mod, model.name)
-    budget = pe_budget(pe_kind, mesh)
-    facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
-    have = available_pes(mesh, max_pes)
+    index: int
+    steps: tuple[int, ...]
+    inputs: tuple[int, ...]             # tensor ids, in stream order
+    outputs: tuple[int, ...]
+
+    @property
+    def step_range(self) -> tuple[int, int]:
+        return (self.steps[0], self.steps[-1] + 1) if self.steps else (0, 0)
+
+
+@dataclass(frozen=True)
+class PePlan:
+    """One placed PE: which stage and replica it runs, where, and its routing table."""
+
+    id: int
+    coords: tuple[int, int]
+    chip: int
+    stage: int
+    replica: int
+    routes: tuple[Route, ...]
+
+    @property
+    def name(self) -> str:
+        return f"pe{self.id}"
+
+    @property
+    def host_link(self) -> bool:
+        return any(r.pe == HOST for r in self.routes)
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    """Where one copy of the pipeline takes model inputs and gives model outputs."""
+
+    index: int
+    entry: tuple[tuple[int, int, int], ...]     # (pe, input stream, model input index)
+    exit: tuple[tuple[int, int, int], ...]      # (pe, stage output index, model output index)
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    """Every decision of a compile but the code: what ``aot`` emits and ``render`` writes."""
+
+    prepared: Any                       # aot.stage.PreparedModel of the sharded model
+    stages: tuple[StageDef, ...]
+    stage_costs: tuple[float, ...]      # modeled cycles per stage
+    pes: tuple[PePlan, ...]             # replica-major, stage order
+    replicas: tuple[ReplicaPlan, ...]
+    shards: tuple[Any, ...]             # partition.shard decisions (sharded layers)
+    bottleneck_cycles: float
+
+
+def _fmt_kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def _one_pe_error(model: ImportedModel, mesh, pm, facts, budget) -> DoesNotFitError:
+    """The error for a model that does not fit the only PE of a 1-PE target, with its numbers."""
+    from generator.partition.pipeline import RangeModel
+
+    rm = RangeModel(pm.prog, facts, budget)
+    s = rm.stage(0, rm.n)
+    kind = mesh.pe_kind
+    return DoesNotFitError(
+        f"model '{model.name}' does not fit one {kind.name} PE: needs RAM {_fmt_kib(s.ram)} of "
+        f"{_fmt_kib(budget.ram_bytes)} (arena {_fmt_kib(s.arena_bytes)}, io "
+        f"{_fmt_kib(s.io_bytes)}, runtime {_fmt_kib(kind.reserve_ram_bytes)}), flash "
+        f"{_fmt_kib(s.flash)} of {_fmt_kib(budget.flash_bytes)} (weights "
+        f"{_fmt_kib(s.weight_bytes)})",
+        hint="compile for a mesh (--mesh qemu4, qemu16, ...) so the model is split over PEs")
+
+
+def _partition(model, mesh, pm, facts, budget, have: int, replicas: str | int):
+    from generator.partition.pipeline import partition_pipeline
+
     if replicas == "max":
         # the fewest stages that fit, then as many copies as the mesh holds
-        part = None
-        for k in range(1, min(have, len(facts)) + 1):
+        top = min(have, len(facts))
+        for k in range(1, top + 1):
             try:
                 part = partition_pipeline(pm.prog, facts, budget, k)
                 break
-            except Exception:  # noqa: BLE001 - DoesNotFitError for k stages: try k + 1
-                if k == min(have, len(facts)):
+            except DoesNotFitError:
+                if k == top:
                     raise
-        assert part is not None
-        n_rep = max(1, have // len(part.stages))
-    else:
-        n_rep = int(replicas)
-        part = partition_pipeline(pm.prog, facts, budget, max(1, have // n_rep))
-    return pm, facts, part, n_rep, shards, budget
+        return part, max(1, have // len(part.stages))
+    n_rep = int(replicas)
+    return partition_pipeline(pm.prog, facts, budget, max(1, have // n_rep)), n_rep
 
 
-def stage_tensor_io(pm, ranges):
-    """Per stage: (steps, input tids, output tids), and which stages read each tensor."""
-    from generator.aot import stage_io
+def stage_defs(pm, ranges: list[tuple[int, int]]) -> tuple[StageDef, ...]:
+    """Per stage: its steps, input and output tensor ids (a tensor a later stage reads is an
+    output of its producer's stage; the model's output copies go into the last stage)."""
+    from generator.aot.stage import stage_io
 
     prog = pm.prog
     readers: dict[int, list[int]] = {}
@@ -123,8 +224,7 @@ def stage_tensor_io(pm, ranges):
                     readers.setdefault(a, [])
                     if s not in readers[a]:
                         readers[a].append(s)
-    copy_srcs = [src for src, _ in prog.copies]
-    for src in copy_srcs:
+    for src, _ in prog.copies:
         readers.setdefault(src, [])
         if len(ranges) - 1 not in readers[src]:
             readers[src].append(len(ranges) - 1)
@@ -132,124 +232,74 @@ def stage_tensor_io(pm, ranges):
     for s, (i, j) in enumerate(ranges):
         later = {t for t, rs in readers.items() if any(r > s for r in rs)}
         ins, outs = stage_io(pm, list(range(i, j)), later, include_copies=(s == len(ranges) - 1))
-        out.append((list(range(i, j)), ins, outs))
-    return out, readers
+        out.append(StageDef(s, tuple(range(i, j)), tuple(ins), tuple(outs)))
+    return tuple(out)
 
 
-def compile_mesh(model: ImportedModel, out: Path, args) -> dict[str, Any]:
-    """Compile ``model`` for the mesh named by ``args.mesh``; write OUT/ and return the manifest."""
-    from generator.aot import emit_stage, tensor_spec, write_mlf
-    from generator.boards.catalog import load_mesh
-    from generator.commands.compile import (REFERENCE_SEED, copy_runtime, manifest_header, stage_memory_need,
-                           write_manifest, write_reference, write_west_yml)
-    from generator.errors import DoesNotFitError
-    from generator.partition.placement import place
-    from generator.verify.reference import make_inputs, run_reference
-    from generator.firmware.render import render_pe_app
-    from generator.firmware.templating import template_env
+def assign_routes(stages: tuple[StageDef, ...], placement, prog,
+                  n_rep: int) -> tuple[tuple[PePlan, ...], tuple[ReplicaPlan, ...]]:
+    """Every PE's routing table, and each replica's entry and exit PEs (CONTRACTS §6).
 
-    t0 = time.perf_counter()
-    mesh = load_mesh(args.mesh)
-    pe_kind = mesh.pe_kind
-    board = pe_kind.zephyr_board or pe_kind.name
-    inputs = make_inputs(model.inputs, seed=REFERENCE_SEED)
-    ref_outputs = run_reference(model, inputs)
-    pm, facts, part, n_rep, shards, budget = plan_mesh(
-        model, mesh, max_pes=args.max_pes, replicas=_replicas(getattr(args, "replicas", 1)))
-    t_plan = time.perf_counter()
-
-    ranges = part.ranges
-    stage_defs, readers = stage_tensor_io(pm, ranges)
-    prog = pm.prog
-    stages, stage_json = [], []
-    for s, (steps, ins, outs) in enumerate(stage_defs):
-        name = f"{model.name}_s{s}"
-        in_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in ins]
-        out_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in outs]
-        st = emit_stage(pm, name, steps, ins, outs, in_specs, out_specs,
-                        include_copies=(s == len(stage_defs) - 1),
-                        accelerator=pe_kind.accelerator)
-        need = stage_memory_need(st, pe_kind)
-        if not need.fits:
-            raise DoesNotFitError(
-                f"stage {name} does not fit a {pe_kind.name} PE: RAM {need.ram_bytes} B of "
-                f"{need.ram_limit} B, flash {need.flash_bytes} B of {need.flash_limit} B",
-                hint="the partitioner's arena estimate was too low; use a larger mesh")
-        stage_dir = out / "stages" / name
-        write_mlf(st, stage_dir / "model.tar", stage_dir / "model")
-        stages.append(st)
-        stage_json.append({
-            "name": name, "index": s, "steps": [steps[0], steps[-1] + 1] if steps else [0, 0],
-            "inputs": [t.to_json() for t in in_specs], "outputs": [t.to_json() for t in out_specs],
-            "input_tensors": ins, "output_tensors": outs,
-            "mlf": f"stages/{name}/model.tar", "model_dir": f"stages/{name}/model",
-            "workspace_size": st.workspace_size, "constants_size": st.constants_size,
-            "io_size": st.io_size, "macs": st.macs, "arena_lower_bound": st.plan.lower_bound,
-            "cost_cycles": round(part.stages[s].cost), "memory": need.to_json(),
-            "ops": [op.to_json() for op in st.ops],
-            "offload": [d.to_json() for d in st.offload]})
-
-    placement = place(mesh, [(st.name, 1) for st in stages], replicas=n_rep, max_pes=args.max_pes)
-    # who produces each tensor: a stage (output index) or the host (model input index)
+    Output ``j`` of a stage goes to every later stage that reads the tensor (straight to it: a
+    skip tensor is sent, not forwarded) and, if it is a model output, to the host; input ``i``
+    comes from the stage that produces the tensor, or from the host for a model input."""
     producer: dict[int, tuple[int, int]] = {}
-    for s, (_steps, _ins, outs) in enumerate(stage_defs):
-        for j, t in enumerate(outs):
-            producer[t] = (s, j)
-    model_in_index = {t: i for i, t in enumerate(prog.inputs)}
-    model_out_index = {t: j for j, t in enumerate(prog.outputs)}
-
-    runtime_rel = copy_runtime(out)
+    for st in stages:
+        for j, t in enumerate(st.outputs):
+            producer[t] = (st.index, j)
+    model_in = {t: i for i, t in enumerate(prog.inputs)}
+    model_out = {t: j for j, t in enumerate(prog.outputs)}
     pes, replicas = [], []
-    env = template_env()
     for r in range(n_rep):
         entry, exit_ = [], []
-        for s, (_steps, ins, outs) in enumerate(stage_defs):
-            pe = placement.pe_of(s, 0, r)
+        for st in stages:
+            pe = placement.pe_of(st.index, 0, r)
             routes: list[Route] = []
-            for j, t in enumerate(outs):
-                for s2, (_st2, ins2, _o2) in enumerate(stage_defs):
-                    if s2 != s and t in ins2:
-                        routes.append(Route(Route.OUTPUT, j, placement.pe_of(s2, 0, r),
-                                            ins2.index(t)))
-                if t in model_out_index:
-                    routes.append(Route(Route.OUTPUT, j, HOST, model_out_index[t]))
-                    exit_.append([pe, j, model_out_index[t]])
-            for i, t in enumerate(ins):
+            for j, t in enumerate(st.outputs):
+                for st2 in stages:
+                    if st2.index != st.index and t in st2.inputs:
+                        routes.append(Route(Route.OUTPUT, j, placement.pe_of(st2.index, 0, r),
+                                            st2.inputs.index(t)))
+                if t in model_out:
+                    routes.append(Route(Route.OUTPUT, j, HOST, model_out[t]))
+                    exit_.append((pe, j, model_out[t]))
+            for i, t in enumerate(st.inputs):
                 if t in producer:
                     ps, pj = producer[t]
                     routes.append(Route(Route.SOURCE, i, placement.pe_of(ps, 0, r), pj))
                 else:
-                    routes.append(Route(Route.SOURCE, i, HOST, model_in_index[t]))
-                    entry.append([pe, i, model_in_index[t]])
-            p = placement.placements[r * len(stages) + s]
-            name = f"pe{pe}"
-            spec = AppSpec(pe_name=name, pe_id=pe, board=board, stage=stages[s].name,
-                           inputs=stages[s].inputs, outputs=stages[s].outputs,
-                           workspace_size=stages[s].workspace_size,
-                           model_dir=f"../../stages/{stages[s].name}/model", role="stage",
-                           routes=tuple(routes))
-            render_pe_app(spec, out / "pes" / name)
-            pes.append({"name": name, "id": pe, "coords": list(p.coords), "chip": p.chip,
-                        "stage": stages[s].name, "stage_index": s, "shard": 0, "replica": r,
-                        "app": f"pes/{name}", "host_link": any(x.pe == HOST for x in routes),
-                        "routes": [x.to_json() for x in routes], "role": "stage",
-                        "memory": stage_json[s]["memory"]})
-        replicas.append({"index": r, "entry": entry, "exit": exit_})
-    reference = write_reference(out, inputs, ref_outputs)
-    write_west_yml(out, env)
-    manifest = {
-        **manifest_header(model, board, pe_kind.name),
-        "mesh": {**mesh.to_json(), "num_pes": mesh.num_pes,
-                 "shape": [mesh.width, mesh.height]},
-        "runtime": runtime_rel,
-        "partition": {"stages": len(stages), "replicas": n_rep,
-                      "pes_used": len(stages) * n_rep,
-                      "bottleneck_cycles": round(part.bottleneck),
-                      "sharded_layers": [d.__dict__ for d in shards],
-                      "method": "exact DP over the program order (see generator/partition.py)"},
-        "stages": stage_json, "pes": pes, "replicas": replicas, "reference": reference,
-        "compile_seconds": round(time.perf_counter() - t0, 3),
-        "plan_seconds": round(t_plan - t0, 3),
-    }
-    write_manifest(out, manifest)
-    return manifest
+                    routes.append(Route(Route.SOURCE, i, HOST, model_in[t]))
+                    entry.append((pe, i, model_in[t]))
+            p = placement.placements[r * len(stages) + st.index]
+            pes.append(PePlan(pe, tuple(p.coords), p.chip, st.index, r, tuple(routes)))
+        replicas.append(ReplicaPlan(r, tuple(entry), tuple(exit_)))
+    return tuple(pes), tuple(replicas)
+
+
+def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
+              replicas: str | int = 1) -> MeshPlan:
+    """Shard, prepare, partition and place ``model`` on ``mesh`` (any size, one PE included)."""
+    from generator.aot.stage import prepare_model, step_facts
+    from generator.partition.placement import available_pes, place
+    from generator.partition.shard import shard_layers
+
+    pe_kind = mesh.pe_kind
+    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind))
+    pm = prepare_model(sharded_mod, model.name)
+    budget = pe_budget(pe_kind, mesh)
+    facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
+    have = available_pes(mesh, max_pes)
+    try:
+        part, n_rep = _partition(model, mesh, pm, facts, budget, have, replicas)
+    except DoesNotFitError:
+        if have == 1 and facts:
+            raise _one_pe_error(model, mesh, pm, facts, budget) from None
+        raise
+    stages = stage_defs(pm, part.ranges)
+    placement = place(mesh, [(f"{model.name}_s{st.index}", 1) for st in stages],
+                      replicas=n_rep, max_pes=max_pes)
+    pes, reps = assign_routes(stages, placement, pm.prog, n_rep)
+    log.info("plan: %d stage(s) x %d replica(s) on %d of %d PEs", len(stages), n_rep, len(pes),
+             mesh.num_pes)
+    return MeshPlan(pm, stages, tuple(s.cost for s in part.stages), pes, reps, tuple(shards),
+                    part.bottleneck)

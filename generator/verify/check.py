@@ -11,39 +11,33 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from generator.errors import CheckError, UsageError
+from generator.manifest import Manifest, read_reference
 
 log = logging.getLogger(__name__)
 
 
-def expected_outputs(out: Path, manifest: dict[str, Any], inputs: Sequence[np.ndarray],
+def expected_outputs(out: Path, manifest: Manifest, inputs: Sequence[np.ndarray],
                      user_inputs: bool) -> list[np.ndarray]:
     """The reference outputs for ``inputs`` (stored ones unless the user gave the inputs)."""
     if not user_inputs:
-        refs, i = [], 0
-        while (out / "reference" / f"output_{i}.npy").is_file():
-            refs.append(np.load(out / "reference" / f"output_{i}.npy"))
-            i += 1
-        if not refs:
-            raise UsageError(f"no reference outputs in {out / 'reference'}",
-                             hint="recompile with 'pemesh compile' (it stores them)")
-        return refs
-    from generator.commands.compile import quantize_if_qdq
+        return read_reference(out, manifest, "outputs")
     from generator.frontend.importers import load_model
+    from generator.frontend.quantize import quantize_if_qdq
     from generator.verify.reference import run_reference
 
-    source = Path(manifest["model"]["source"])
+    source = Path(manifest.model.source)
     if not source.is_file():
         raise UsageError(f"--check with your own --input needs the model to compute the "
                          f"reference, and {source} (recorded at compile time) is gone",
                          hint="run without --input to check against the stored reference, or "
                               "put the model back")
-    shapes = {t["name"]: tuple(t["shape"]) for t in manifest["model"]["inputs"]}
-    model = load_model(source, name=manifest["model"]["name"], input_shapes=shapes)
+    shapes = {t.name: t.shape for t in manifest.model.inputs}
+    model = load_model(source, name=manifest.model.name, input_shapes=shapes)
     model = quantize_if_qdq(model, source)
     log.info("computing the TVM reference for the given input(s) from %s", source)
     return run_reference(model, list(inputs))
