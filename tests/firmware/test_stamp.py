@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import paths
 from generator.firmware import stamp
 from generator.firmware.build import build_app
 from generator.firmware.images import build_key, build_mesh_report, load_build
@@ -26,7 +27,7 @@ from generator.types import AppSpec, Route, TensorSpec
 
 from tests.out_tree import write_test_manifest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = paths.FIXTURES
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed")
 needs_qemu = pytest.mark.skipif(
@@ -124,7 +125,7 @@ def test_pack_equals_compiled_pe_config(tmp_path, spec, cc):
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.pe_name)
 def test_pack_agrees_with_messaging(spec):
     """generator.wire has its own packer (for the C runtime tests); both follow §6."""
-    messaging = pytest.importorskip("generator.wire")
+    from generator import wire as messaging
     if not hasattr(messaging, "pack_pe_config"):
         pytest.skip("generator.wire has no pack_pe_config")
     cfg = messaging.PeConfig(spec.pe_id, stamp.ROLE_VALUES[spec.role],

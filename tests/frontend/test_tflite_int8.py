@@ -24,7 +24,7 @@ from generator.errors import UnsupportedModelError
 from generator.frontend.importers import load_model
 from generator.verify.reference import make_inputs, run_reference
 from tests.host_harness import run_stage_on_host
-from tests.test_accel import ACCEL, run_with_accel
+from tests.aot.test_accel import ACCEL, run_with_accel
 from tests.tflite_int8_zoo import TFZOO, make, out_scale, tfl_bad
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import paths
 from generator.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = paths.REPO
 MODEL = ROOT / "examples" / "tiny_cnn.onnx"
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed")

@@ -19,7 +19,7 @@ from generator.project_api.inference import run_inference
 from generator.project_api.protocol import (ServerError, TransportClosedError,
                                             UnsupportedTVMVersionError)
 from generator.types import TensorSpec
-from .hil.toy_mlf import make_toy_mlf, toy_inputs, toy_reference
+from tests.hil.toy_mlf import make_toy_mlf, toy_inputs, toy_reference
 
 TEMPLATE = templates_dir() / "project_api"
 
@@ -127,7 +127,6 @@ TOY_OUTPUTS = (TensorSpec("y", (2, 2), "float32"), TensorSpec("z", (3,), "int8")
 
 
 def _e2e(tmp_path, backend: str) -> None:
-    pytest.importorskip("generator.firmware.render", reason="generator.firmware.render (render_pe_app) not there yet")
     mlf = make_toy_mlf(tmp_path / "toy.tar")
     with TemplateProject.from_directory(TEMPLATE, {"build_backend": backend}) as template:
         project = template.generate_project(mlf, tmp_path / "proj")

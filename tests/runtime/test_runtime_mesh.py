@@ -315,7 +315,7 @@ class StageHost:
 
 
 def _pipeline_talk(pty_a: str, pty_b: str) -> list[Stats]:
-    serial = pytest.importorskip("serial")
+    import serial
     with serial.Serial(pty_a, 115200, timeout=0.05) as pa, \
             serial.Serial(pty_b, 115200, timeout=0.05) as pb:
         host_a, host_b = StageHost(pa, A_ID), StageHost(pb, B_ID)

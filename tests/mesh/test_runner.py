@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import paths
 from generator.cli import main
 from generator.errors import RunError
 from generator.mesh.fabric import Faults
 from generator.mesh.runner import MeshRunner, load_plan, summary
 from generator.paths import runtime_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = paths.REPO
 MODEL = ROOT / "examples" / "tiny_cnn.onnx"
 
 needs_qemu = pytest.mark.skipif(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import paths
 from generator.commands.build import RichProgress
 from generator.firmware import build, images
 from generator.firmware.render import render_pe_app
@@ -26,7 +27,7 @@ from generator.paths import runtime_dir
 from generator.firmware.toolchain import (APT_HINT, ImageSizes, elf_sizes, find_arm_toolchain, find_qemu,
                                  find_zephyr_workspace, parse_berkeley_size)
 
-FIXTURE = Path(__file__).parent / "fixtures" / "build_demo"
+FIXTURE = paths.FIXTURES / "build_demo"
 APP = FIXTURE / "app"
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed")
@@ -237,7 +238,7 @@ def test_build_command_without_compile(tmp_path):
 # --- one image per stage, stamped per PE --------------------------------------------------------
 
 def _mesh_out(tmp_path: Path, stages: int, per_stage: int) -> tuple[Path, list]:
-    from tests.test_stamp import demo_spec, make_mesh_out
+    from tests.firmware.test_stamp import demo_spec, make_mesh_out
     specs = [demo_spec(f"pe{k * stages + s}", 10 * (k * stages + s) + 1, f"st{s}")
              for k in range(per_stage) for s in range(stages)]   # stages interleaved
     return make_mesh_out(tmp_path / "out", specs), specs

@@ -12,12 +12,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from tests import paths
 from generator.errors import UnsupportedModelError, UsageError
 from generator.frontend.importers import import_onnx, load_model, parse_input_shapes
 from tests import model_zoo
 from tests.model_zoo import ZOO, input_shapes
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = paths.REPO
 
 
 def _save(model: onnx.ModelProto, tmp_path: Path, name: str = "m.onnx") -> Path:

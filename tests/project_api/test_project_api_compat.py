@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import paths
 from generator.paths import templates_dir
 
-from .hil.toy_mlf import make_toy_mlf
+from tests.hil.toy_mlf import make_toy_mlf
 
 TEMPLATE = templates_dir() / "project_api"
 OPTION_KEYS = {"name", "type", "default", "choices", "required", "optional", "help"}
@@ -31,7 +32,7 @@ class RawServer:
     def __init__(self, folder: Path):
         s_read, c_write = os.pipe()
         c_read, s_write = os.pipe()
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env = dict(os.environ, PYTHONPATH=str(paths.REPO))
         self.proc = subprocess.Popen(
             [sys.executable, "microtvm_api_server.py", "--read-fd", str(s_read),
              "--write-fd", str(s_write)], cwd=folder, pass_fds=(s_read, s_write), env=env)
@@ -107,7 +108,6 @@ def test_template_replies():
 
 @pytest.mark.timeout(300)
 def test_generated_project_replies(tmp_path):
-    pytest.importorskip("generator.firmware.render", reason="generator.firmware.render not there yet")
     mlf = make_toy_mlf(tmp_path / "toy.tar")
     project = tmp_path / "project"
     srv = RawServer(TEMPLATE)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests import paths
 from generator.frontend.quantize import quantize_multiplier, requantize_ref
 
-RUNTIME = Path(__file__).resolve().parent.parent / "zephyr_app"
+RUNTIME = paths.RUNTIME
 SRCS = [RUNTIME / "src" / "accel_sw.c", RUNTIME / "src" / "accel_hw_stub.c"]
 WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{RUNTIME / 'include'}"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,7 @@ from generator.mesh.launch import (HOST_PTY_RE, QEMU_PTY_RE, PeProcess, launch, 
                            ticks_to_instructions)
 from generator.types import TensorSpec
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_build import APP, FIXTURE, make_out  # noqa: E402
+from tests.firmware.test_build import APP, FIXTURE, make_out  # noqa: E402
 
 needs_qemu = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
@@ -194,7 +192,7 @@ def test_run_command_qemu_check(tmp_path, capsys):
 @pytest.mark.parametrize("backend", ["host", pytest.param("baremetal", marks=[needs_qemu,
                                                                            pytest.mark.qemu])])
 def test_rendered_demo_app(tmp_path, backend):
-    render = pytest.importorskip("generator.firmware.render")
+    from generator.firmware import render
     from generator.types import AppSpec
     model = tmp_path / "model"
     shutil.copytree(FIXTURE.parent / "demo_model", model)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import paths
 from generator.wire import (HOST_ID, MAX_PAYLOAD, Frame, FrameDecoder, FrameType, PongInfo,
                                  Stats, encode, unpack_ack, unpack_error, unpack_pong,
                                  unpack_stats)
@@ -24,7 +25,7 @@ from tests.runtime_c_helpers import (ARM, CORE, FIXTURES, HOST_PORT, PE_ID, RUNT
                                      demo_reference, inputs, needs_arm, needs_gcc, needs_qemu,
                                      stop_process, tensor_bytes, wait_for_line)
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
+VECTORS = json.loads((paths.VECTORS / "frames.json").read_text())
 
 
 # --- compile checks ---------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def test_pe_main_loop_in_memory(demo_app, tmp_path):
 
 
 def _talk(serial_path: str) -> list[Stats]:
-    serial = pytest.importorskip("serial")
+    import serial
     with serial.Serial(serial_path, 115200, timeout=0.05) as port:
         port.reset_input_buffer()
         link = HostSide(port)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests import paths
 from generator.errors import UsageError
 from generator.firmware.render import GENERATED, render_pe_app
 from generator.wire import HOST_ID, PeConfig, pack_pe_config
 from generator.types import AppSpec, Route, TensorSpec
 
-FIXTURES = Path(__file__).parent / "fixtures"
-RUNTIME = Path(__file__).resolve().parent.parent / "zephyr_app"
+FIXTURES = paths.FIXTURES
+RUNTIME = paths.RUNTIME
 FILES = ["CMakeLists.txt", "prj.conf", "boards/qemu_cortex_m3.conf", "src/main.c",
          "src/pe_config.c", "src/pe_model.c", "pemesh_app.json"]
 

@@ -7,17 +7,17 @@ import json
 import random
 import struct
 import zlib
-from pathlib import Path
 
 import pytest
 
+from tests import paths
 from generator.wire import (
     HOST_ID, MAX_PAYLOAD, PE_CONFIG_MAGIC, Ack, ErrorInfo, Frame, FrameDecoder, FrameType,
     PeConfig, PongInfo, Stats, chunk_tensor, encode, pack_ack, pack_error, pack_pe_config,
     pack_pong, pack_ready, pack_stats, tensor_frames, unpack_ack, unpack_error, unpack_pe_config,
     unpack_pong, unpack_ready, unpack_stats)
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
+VECTORS = json.loads((paths.VECTORS / "frames.json").read_text())
 
 
 def _frame(d: dict) -> Frame:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import paths
 from generator.aot.accel import accel_cycles, decide, padded_macs, relayout_weights
 from generator.aot.mlf import write_mlf
 from generator.aot.stage import compile_stage
@@ -23,7 +24,7 @@ from generator.verify.reference import make_inputs, run_reference
 from tests.host_harness import CFLAGS, driver_source
 from tests.quant_zoo import QZOO
 
-RUNTIME = Path(__file__).resolve().parent.parent / "zephyr_app"
+RUNTIME = paths.RUNTIME
 ACCEL = load_pe_kind("qemu_cortex_m3_mac").accelerator
 
 COUNTER_DUMP = r"""
