@@ -294,7 +294,7 @@ def unpack_ready(payload: bytes) -> int:
 STATS_FIELDS = ("inferences", "cycles_lo", "cycles_hi", "rx_frames", "rx_bad_frames",
                 "rx_skipped_bytes", "tx_frames", "run_status", "accel_calls", "accel_macs_lo",
                 "accel_macs_hi", "rx_duplicates", "rx_gaps", "rx_dropped", "ready_sent",
-                "ready_received", "credit_stalls")
+                "ready_received", "credit_stalls", "rx_wrong_source")
 #: the plain counters after the first eleven values, in wire order
 _STATS_TAIL = STATS_FIELDS[11:]
 
@@ -318,6 +318,7 @@ class Stats:
     ready_sent: int = 0         # READY frames sent
     ready_received: int = 0     # READY frames that gave a credit back
     credit_stalls: int = 0      # runs delayed because an output waited for a credit
+    rx_wrong_source: int = 0    # STAGE: TENSOR frames from a PE not the input's SOURCE
     extra: tuple[int, ...] = field(default=())  # values appended by a newer PE
 
 

@@ -209,10 +209,10 @@ def test_payload_round_trips():
     stats = Stats(inferences=2, cycles=(5 << 32) + 7, rx_frames=9, rx_bad_frames=1,
                   rx_skipped_bytes=33, tx_frames=12, run_status=-5, accel_calls=4,
                   accel_macs=(1 << 40) + 3, rx_duplicates=5, rx_gaps=6, rx_dropped=7,
-                  ready_sent=8, ready_received=9, credit_stalls=10)
+                  ready_sent=8, ready_received=9, credit_stalls=10, rx_wrong_source=11)
     raw = pack_stats(stats)
-    assert struct.unpack_from("<HH", raw) == (17, 0)
-    assert struct.unpack_from("<6I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10)
+    assert struct.unpack_from("<HH", raw) == (18, 0)
+    assert struct.unpack_from("<7I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10, 11)
     assert unpack_stats(raw) == stats
     err = ErrorInfo(-22, "bad chunk — ü")
     assert unpack_error(pack_error(err)) == err

@@ -229,6 +229,48 @@ def test_pe_main_loop_in_memory(demo_app, tmp_path):
     assert not got
 
 
+@needs_gcc
+def test_single_pe_ignores_retransmitted_chunks(demo_app, tmp_path):
+    """Role SINGLE: a TENSOR frame whose seq is not newer than the last accepted one (a
+    go-back-N retransmission after a lost ACK) is re-ACKed and ignored, never an EPROTO
+    ERROR and never a restarted input; a PING starts a new session (seq may start over)."""
+    srcs, incs = app_sources(demo_app)
+    exe = tmp_path / "pe"
+    cc(["gcc", *WARN, "-O1", "-g", "-fsanitize=address,undefined", *incs, *srcs,
+         FIXTURES / "runtime_c" / "test_port.c", "-lm", "-o", exe])
+    x1, b1 = inputs(7)
+    x2, b2 = inputs(8)
+    t1 = tensor_bytes(x1, b1, 10)        # seq 10, 11 (x chunks 0, 1), 12 (bias)
+    t2 = tensor_bytes(x2, b2, 0)         # a new session numbers from 0 again (HostLink does)
+    stream = (_host(FrameType.PING, 1)
+              + t1[0] + t1[1] + t1[1]    # chunk 1 again: was EPROTO
+              + t1[0]                    # chunk 0 again: restarted input 0
+              + t1[2]                    # complete: run 1
+              + t1[2]                    # after the run: was a restarted input 1
+              + _host(FrameType.PING, 0) + b"".join(t2))
+    proc = subprocess.run([exe], input=stream.hex() + "\n", capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = FrameDecoder().feed(bytes.fromhex(proc.stdout.strip()))
+    assert not [unpack_error(f.payload) for f in got if f.type == FrameType.ERROR]
+    kinds = [(f.type.name, unpack_ack(f.payload).acked_seq if f.type == FrameType.ACK else None)
+             for f in got]
+    assert kinds == ([("PONG", None), ("ACK", 10), ("ACK", 11), ("ACK", 11), ("ACK", 10),
+                      ("ACK", 12)] + [("TENSOR", None)] * 3 + [("STATS", None), ("ACK", 12),
+                                                               ("PONG", None), ("ACK", 0),
+                                                               ("ACK", 1), ("ACK", 2)]
+                     + [("TENSOR", None)] * 3 + [("STATS", None)])
+    for i, (x, b) in ((6, (x1, b1)), (15, (x2, b2))):
+        want_out, want_total = demo_reference(x, b)
+        out = np.frombuffer(got[i].payload + got[i + 1].payload, np.float32)
+        np.testing.assert_allclose(out, want_out, rtol=1e-6)
+        np.testing.assert_allclose(np.frombuffer(got[i + 2].payload, np.float32), want_total,
+                                   rtol=1e-5)
+    s1, s2 = unpack_stats(got[9].payload), unpack_stats(got[18].payload)
+    assert (s1.inferences, s1.rx_duplicates) == (1, 2)
+    assert (s2.inferences, s2.rx_duplicates, s2.run_status) == (2, 3, 0)
+
+
 # --- a live PE: host port (Linux process) and lm3s6965 port (QEMU) ------------------------------
 
 

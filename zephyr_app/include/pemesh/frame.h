@@ -71,6 +71,7 @@ enum pemesh_stat {
 	PEMESH_STAT_READY_SENT,     /**< READY frames sent */
 	PEMESH_STAT_READY_RECEIVED, /**< READY frames that gave a credit back */
 	PEMESH_STAT_CREDIT_STALLS,  /**< runs delayed because an output waited for a credit */
+	PEMESH_STAT_RX_WRONG_SOURCE, /**< STAGE: TENSOR frames from a PE not the input's SOURCE */
 	PEMESH_STAT_COUNT, /**< number of values */
 };
 
