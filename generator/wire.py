@@ -62,13 +62,15 @@ class Frame:
 def encode(frame: Frame, max_payload: int = MAX_PAYLOAD) -> bytes:
     """Encode a frame to its wire bytes.
 
-    Raises ValueError on a payload longer than ``max_payload``, a chunk count of 0, or a
-    field that does not fit 16 bits.
+    Raises ValueError on a payload longer than ``max_payload``, a chunk count of 0, a chunk
+    index not below the count, or a field that does not fit 16 bits.
     """
     if len(frame.payload) > max_payload:
         raise ValueError(f"payload of {len(frame.payload)} bytes exceeds max_payload {max_payload}")
     if frame.nchunks < 1:
         raise ValueError("nchunks must be >= 1")
+    if not 0 <= frame.chunk < frame.nchunks:
+        raise ValueError(f"chunk {frame.chunk} is not below nchunks {frame.nchunks}")
     FrameType(frame.type)  # raises ValueError on an unknown type
     try:
         header = _HEADER.pack(SYNC, PROTO_VERSION, int(frame.type), frame.src, frame.dst,
@@ -83,14 +85,20 @@ def encode(frame: Frame, max_payload: int = MAX_PAYLOAD) -> bytes:
 class FrameDecoder:
     """Robust stream decoder: feed bytes, get whole CRC-checked frames.
 
-    A bad version, type or length, or a bad CRC counts one bad frame, drops **one** byte and
-    rescans. Every byte fed ends up in a delivered frame, in ``skipped_bytes``, or still
-    buffered (``pending``).
+    A bad version, type, length or chunk field (``nchunks`` 0, ``chunk >= nchunks``), or a bad
+    CRC counts one bad frame, drops **one** byte and rescans. A frame whose claimed extent holds
+    a whole good frame that starts after its sync and ends before it (a truncated frame followed
+    by a real one) is a bad frame as soon as that inner frame is complete: the decoder
+    resynchronises there instead of waiting for the missing bytes. Every byte fed ends up in a
+    delivered frame, in ``skipped_bytes``, or still buffered (``pending``); the result does not
+    depend on how the bytes are split into :meth:`feed` calls. Step by step the same as the C
+    decoder (``zephyr_app/src/frame.c``).
     """
 
     def __init__(self, max_payload: int = MAX_PAYLOAD):
         self.max_payload = max_payload
         self._buf = bytearray()
+        self._look = 0      # where the scan for a frame inside the one at buf[0] resumes
         self.rx_frames = 0
         self.bad_frames = 0
         self.skipped_bytes = 0
@@ -112,7 +120,54 @@ class FrameDecoder:
 
     def _drop(self, n: int) -> None:
         del self._buf[:n]
+        self._look = 0
         self.skipped_bytes += n
+
+    def _header_ok(self, at: int) -> bool:
+        """The 18 header bytes at ``at`` are plausible (version, type, length, chunk fields)."""
+        (_, ver, ftype, _src, _dst, _stream, _seq, chunk, nchunks,
+         n) = _HEADER.unpack_from(self._buf, at)
+        return (ver == PROTO_VERSION and FrameType.TENSOR <= ftype <= _MAX_TYPE
+                and n <= self.max_payload and chunk < nchunks)
+
+    def _crc_ok(self, at: int, n: int) -> bool:
+        buf = self._buf
+        (crc,) = _CRC.unpack_from(buf, at + HEADER_SIZE + n)
+        return zlib.crc32(bytes(buf[at + 2:at + HEADER_SIZE + n])) == crc
+
+    def _inner(self, end: int) -> bool:
+        """True when a sync inside the frame at buf[0] (claiming ``end`` bytes) starts a whole
+        good frame that ends before ``end`` (the C decoder's pemesh_decoder_inner)."""
+        buf = self._buf
+        size = len(buf)
+        lim = min(size, end - FRAME_OVERHEAD)
+        undecided = 0
+        p = max(self._look, 1)
+        while p < lim:
+            p = buf.find(SYNC[0], p, lim)
+            if p < 0:
+                p = lim
+                break
+            if p + 1 >= size:
+                undecided = undecided or p
+                break
+            if buf[p + 1] != SYNC[1]:
+                p += 1
+                continue
+            if p + HEADER_SIZE > size:
+                undecided = undecided or p
+                break
+            if self._header_ok(p):
+                n = int.from_bytes(buf[p + 16:p + 18], "little")
+                yend = p + FRAME_OVERHEAD + n
+                if yend < end:
+                    if yend > size:
+                        undecided = undecided or p
+                    elif self._crc_ok(p, n):
+                        return True
+            p += 1
+        self._look = undecided or p
+        return False
 
     def _next(self) -> Frame | None:
         buf = self._buf
@@ -128,24 +183,23 @@ class FrameDecoder:
                 continue
             if len(buf) < HEADER_SIZE:
                 return None
-            (_, ver, ftype, src, dst, stream, seq, chunk, nchunks,
+            (_, _ver, ftype, src, dst, stream, seq, chunk, nchunks,
              n) = _HEADER.unpack_from(buf)
-            if (ver != PROTO_VERSION or not FrameType.TENSOR <= ftype <= _MAX_TYPE
-                    or n > self.max_payload):
+            total = FRAME_OVERHEAD + n
+            if not self._header_ok(0) or self._inner(total):
                 self.bad_frames += 1
                 self._drop(1)
                 continue
-            total = FRAME_OVERHEAD + n
             if len(buf) < total:
                 return None
-            (crc,) = _CRC.unpack_from(buf, HEADER_SIZE + n)
-            if zlib.crc32(bytes(buf[2:HEADER_SIZE + n])) != crc:
+            if not self._crc_ok(0, n):
                 self.bad_frames += 1
                 self._drop(1)
                 continue
             frame = Frame(FrameType(ftype), src, dst, stream, seq, chunk, nchunks,
                           bytes(buf[HEADER_SIZE:HEADER_SIZE + n]))
             del buf[:total]
+            self._look = 0
             self.rx_frames += 1
             return frame
         return None
@@ -240,7 +294,7 @@ def unpack_ready(payload: bytes) -> int:
 STATS_FIELDS = ("inferences", "cycles_lo", "cycles_hi", "rx_frames", "rx_bad_frames",
                 "rx_skipped_bytes", "tx_frames", "run_status", "accel_calls", "accel_macs_lo",
                 "accel_macs_hi", "rx_duplicates", "rx_gaps", "rx_dropped", "ready_sent",
-                "ready_received", "credit_stalls")
+                "ready_received", "credit_stalls", "rx_wrong_source")
 #: the plain counters after the first eleven values, in wire order
 _STATS_TAIL = STATS_FIELDS[11:]
 
@@ -264,6 +318,7 @@ class Stats:
     ready_sent: int = 0         # READY frames sent
     ready_received: int = 0     # READY frames that gave a credit back
     credit_stalls: int = 0      # runs delayed because an output waited for a credit
+    rx_wrong_source: int = 0    # STAGE: TENSOR frames from a PE not the input's SOURCE
     extra: tuple[int, ...] = field(default=())  # values appended by a newer PE
 
 

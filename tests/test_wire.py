@@ -1,4 +1,4 @@
-"""The Python wire codec (generator/messaging.py) against docs/CONTRACTS.md §1 and the shared
+"""The Python wire codec (generator/wire.py) against docs/CONTRACTS.md §1 and the shared
 vectors in tests/vectors/frames.json (the C decoder is checked against the same file)."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from generator.wire import (
     PeConfig, PongInfo, Stats, chunk_tensor, encode, pack_ack, pack_error, pack_pe_config,
     pack_pong, pack_ready, pack_stats, tensor_frames, unpack_ack, unpack_error, unpack_pe_config,
     unpack_pong, unpack_ready, unpack_stats)
+
+from tests.wire_streams import random_stream, raw_frame
 
 VECTORS = json.loads((paths.VECTORS / "frames.json").read_text())
 
@@ -74,6 +76,16 @@ def test_vectors_cover_the_corruption_cases():
     bad = {c["name"]: c for c in VECTORS["decode"]}
     assert bad["bad_crc"]["frames"] == [] and bad["bad_crc"]["bad_frames"] == 1
     assert len(bad["fake_header_swallows_frame"]["frames"]) == 2
+    # issue 13: chunk fields and truncated frames
+    for name in ("chunk_count0_then_good", "chunk_index_eq_count_then_good",
+                 "chunk_index_ffff_count1_then_good"):
+        assert len(bad[name]["frames"]) == 1 and bad[name]["bad_frames"] == 1, name
+    assert bad["chunk_count0_index0_header_only"]["frames"] == []
+    for name in ("truncated_then_good", "truncated_then_longer_good", "truncated_twice_then_good",
+                 "truncated_then_sync_garbage_then_good", "truncated_then_bad_crc_then_good"):
+        assert len(bad[name]["frames"]) == 1 and bad[name]["pending"] == 0, name
+    assert [f["type"] for f in bad["good_truncated_good_truncated"]["frames"]] == [3, 9]
+    assert [f["type"] for f in bad["frame_inside_payload_cuts_it"]["frames"]] == [3]
 
 
 def test_every_single_byte_corruption_is_never_delivered():
@@ -101,6 +113,70 @@ def test_random_garbage_between_frames():
     d = FrameDecoder()
     got = [f for i in range(0, len(stream), 13) for f in d.feed(stream[i:i + 13])]
     assert got == frames
+
+
+@pytest.mark.parametrize("chunk, nchunks", [(0, 0), (1, 0), (1, 1), (2, 2), (3, 2),
+                                            (0xFFFF, 1), (0xFFFF, 0xFFFF)])
+def test_bad_chunk_fields_are_bad_frames(chunk, nchunks):
+    """1 <= nchunks and chunk < nchunks, or the frame is dropped (even with a good CRC)."""
+    ping = encode(Frame(FrameType.PING, HOST_ID, 0))
+    bad = raw_frame(FrameType.TENSOR, chunk=chunk, nchunks=nchunks, payload=b"1234")
+    d = FrameDecoder()
+    assert d.feed(bad + ping) == [Frame(FrameType.PING, HOST_ID, 0)]
+    assert (d.bad_frames, d.skipped_bytes, d.pending) == (1, len(bad), 0)
+    with pytest.raises(ValueError, match="nchunks"):
+        encode(Frame(FrameType.TENSOR, HOST_ID, 1, chunk=chunk, nchunks=nchunks))
+
+
+def test_chunk_fields_at_the_limits_are_good():
+    for chunk, nchunks in ((0, 1), (0xFFFE, 0xFFFF), (4, 5)):
+        f = Frame(FrameType.TENSOR, HOST_ID, 1, chunk=chunk, nchunks=nchunks, payload=b"x")
+        assert FrameDecoder().feed(encode(f)) == [f]
+
+
+def test_truncated_frame_then_good_frame_is_delivered_at_once():
+    """The good frame comes out as soon as its last byte is in: no byte timeout, no wait for
+    the bytes the truncated header promised."""
+    full = encode(Frame(FrameType.TENSOR, HOST_ID, 1, nchunks=2, payload=bytes(range(256))))
+    ping = Frame(FrameType.PING, HOST_ID, 1, seq=7)
+    for cut in (1, 2, 3, 17, 18, 19, 100, len(full) - 1):
+        d = FrameDecoder()
+        assert d.feed(full[:cut]) == []
+        assert d.feed(encode(ping)) == [ping], cut
+        assert d.pending == 0 and d.rx_frames == 1
+        assert d.skipped_bytes == cut
+        # and the link goes on
+        assert d.feed(full) == [FrameDecoder().feed(full)[0]]
+
+
+def test_truncated_frames_byte_by_byte():
+    """Fed one byte at a time, the good frame is delivered exactly at its last byte."""
+    full = encode(Frame(FrameType.TENSOR, HOST_ID, 1, payload=bytes(200)))
+    ack = encode(Frame(FrameType.ACK, 1, HOST_ID, payload=pack_ack(Ack(3, 3))))
+    stream = full[:60] + full[:90] + ack
+    d = FrameDecoder()
+    got = [(i, f) for i in range(len(stream)) for f in d.feed(stream[i:i + 1])]
+    assert [(i, f.type) for i, f in got] == [(len(stream) - 1, FrameType.ACK)]
+    assert d.bad_frames == 2 and d.pending == 0
+
+
+def test_random_truncations_lose_no_good_frame():
+    """Seeded random streams (good, truncated, garbage, bad chunk fields, bit flips): every good
+    frame is delivered, in order, whatever the split into feed() calls; every byte is
+    accounted for."""
+    rng = random.Random(13)
+    for case in range(400):
+        data, good = random_stream(rng)
+        results = []
+        for pieces in ([data], [data[i:i + 1] for i in range(len(data))],
+                       [data[i:i + 7] for i in range(0, len(data), 7)]):
+            d = FrameDecoder()
+            got = [f for p in pieces for f in d.feed(p)]
+            assert got == good, case
+            delivered = sum(22 + len(f.payload) for f in got)
+            assert delivered + d.skipped_bytes + d.pending == len(data)
+            results.append((d.rx_frames, d.bad_frames, d.skipped_bytes, d.pending))
+        assert results[0] == results[1] == results[2], case
 
 
 def test_encode_rejects_bad_frames():
@@ -133,10 +209,10 @@ def test_payload_round_trips():
     stats = Stats(inferences=2, cycles=(5 << 32) + 7, rx_frames=9, rx_bad_frames=1,
                   rx_skipped_bytes=33, tx_frames=12, run_status=-5, accel_calls=4,
                   accel_macs=(1 << 40) + 3, rx_duplicates=5, rx_gaps=6, rx_dropped=7,
-                  ready_sent=8, ready_received=9, credit_stalls=10)
+                  ready_sent=8, ready_received=9, credit_stalls=10, rx_wrong_source=11)
     raw = pack_stats(stats)
-    assert struct.unpack_from("<HH", raw) == (17, 0)
-    assert struct.unpack_from("<6I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10)
+    assert struct.unpack_from("<HH", raw) == (18, 0)
+    assert struct.unpack_from("<7I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10, 11)
     assert unpack_stats(raw) == stats
     err = ErrorInfo(-22, "bad chunk — ü")
     assert unpack_error(pack_error(err)) == err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import random
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from tests.runtime_c_helpers import (ARM, CORE, FIXTURES, HOST_PORT, PE_ID, RUNT
                                      HostSide, app_sources, build_lm3s, cc, demo_app,  # noqa: F401
                                      demo_reference, inputs, needs_arm, needs_gcc, needs_qemu,
                                      stop_process, tensor_bytes, wait_for_line)
+
+from tests.wire_streams import random_stream
 
 VECTORS = json.loads((paths.VECTORS / "frames.json").read_text())
 
@@ -46,16 +49,48 @@ def test_core_and_lm3s6965_port_compile_with_arm_gcc(tmp_path):
 # --- wire vectors -----------------------------------------------------------------------------
 
 
-@needs_gcc
-def test_c_codec_matches_vectors(tmp_path):
-    exe = tmp_path / "vectors"
+@pytest.fixture(scope="module")
+def vectors_exe(tmp_path_factory) -> Path:
+    """tests/fixtures/runtime_c/vectors_main.c with frame.c, under ASan/UBSan."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    exe = tmp_path_factory.mktemp("vectors") / "vectors"
     cc(["gcc", *WARN, "-O1", "-fsanitize=address,undefined", f"-I{RUNTIME / 'include'}",
          FIXTURES / "runtime_c" / "vectors_main.c", RUNTIME / "src" / "frame.c",
          RUNTIME / "src" / "crc32.c", RUNTIME / "src" / "config.c", "-o", exe])
+    return exe
+
+
+def _c_decode(exe: Path, streams: list[bytes], mode: str = "D"
+              ) -> list[tuple[list[dict], list[int]]]:
+    """Decode each stream with the C decoder (mode "D": fed one byte at a time, "B": in writes
+    of 1..97 bytes): its frames (as in frames.json) and counters [rx_frames, bad_frames,
+    skipped_bytes, pending]."""
+    proc = subprocess.run([exe], input="".join(f"{mode} {s.hex()}\n" for s in streams),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    out = deque(proc.stdout.splitlines())
+    results = []
+    for _ in streams:
+        frames = []
+        while out[0].startswith("F "):
+            t, src, dst, stream, seq, chunk, nchunks, *payload = out.popleft().split(" ")[1:]
+            frames.append({"type": int(t), "src": int(src), "dst": int(dst),
+                           "stream": int(stream), "seq": int(seq), "chunk": int(chunk),
+                           "nchunks": int(nchunks), "payload": payload[0] if payload else ""})
+        results.append((frames, [int(v) for v in out.popleft().split()[1:]]))
+    assert not out
+    return results
+
+
+def test_c_codec_matches_vectors(vectors_exe):
+    exe = vectors_exe
     lines = [f"D {c['hex']}" for c in VECTORS["decode"]]
     lines += [f"E {e['type']} {e['src']} {e['dst']} {e['stream']} {e['seq']} {e['chunk']} "
               f"{e['nchunks']} {e['payload'] or '-'}" for e in VECTORS["encode"]]
-    lines += ["E 10 0 0 0 0 0 1 -", "E 1 0 0 0 0 0 0 -"]  # bad type, nchunks 0 → -EINVAL
+    # bad type, nchunks 0, chunk == nchunks, chunk > nchunks → -EINVAL
+    lines += ["E 10 0 0 0 0 0 1 -", "E 1 0 0 0 0 0 0 -", "E 1 0 0 0 0 2 2 -",
+              "E 1 0 0 0 0 65535 1 -"]
     lines += [f"R {c['hex']}" for c in VECTORS["pe_config"]]
     bad = bytearray.fromhex(VECTORS["pe_config"][1]["hex"])
     bad[16] = 3  # an unknown route kind
@@ -77,8 +112,8 @@ def test_c_codec_matches_vectors(tmp_path):
                             case["pending"]], case["name"]
     for enc in VECTORS["encode"]:
         assert out.popleft() == f"H {enc['hex']}"
-    assert out.popleft() == f"H ERR {-errno.EINVAL}"
-    assert out.popleft() == f"H ERR {-errno.EINVAL}"
+    for _ in range(4):
+        assert out.popleft() == f"H ERR {-errno.EINVAL}"
     for cfg in VECTORS["pe_config"]:
         assert out.popleft() == (f"R 0 {cfg['pe_id']} {cfg['role']} {len(cfg['routes'])} "
                                  f"{cfg['flags']}")
@@ -87,6 +122,30 @@ def test_c_codec_matches_vectors(tmp_path):
     assert out.popleft() == f"R {-errno.EINVAL} 5 1 5 1"
     assert [out.popleft()[0] for _ in range(5)] == ["r"] * 5
     assert not out
+
+
+@pytest.mark.timeout(300)
+def test_c_decoder_matches_python_on_random_streams(vectors_exe):
+    """Differential: seeded random streams of good, truncated, garbage (with syncs and fake
+    headers), bad-chunk-field and bit-flipped frames; the C decoder fed byte by byte and in
+    writes of 1..97 bytes and the Python one fed whole deliver the same frames with the same
+    counters, and none loses a good frame."""
+    rng = random.Random(1313)
+    cases = [random_stream(rng, segments=rng.randrange(1, 12)) for _ in range(1500)]
+    streams = [data for data, _ in cases]
+    for i, (by_byte, by_block, (data, good)) in enumerate(
+            zip(_c_decode(vectors_exe, streams), _c_decode(vectors_exe, streams, "B"), cases)):
+        d = FrameDecoder()
+        want = d.feed(data)
+        assert want == good, i
+        for frames, counters in (by_byte, by_block):
+            assert frames == [_frame_json(f) for f in want], i
+            assert counters == [d.rx_frames, d.bad_frames, d.skipped_bytes, d.pending], i
+
+
+def _frame_json(f: Frame) -> dict:
+    return {"type": int(f.type), "src": f.src, "dst": f.dst, "stream": f.stream, "seq": f.seq,
+            "chunk": f.chunk, "nchunks": f.nchunks, "payload": f.payload.hex()}
 
 
 # --- the PE main loop with an in-memory port ----------------------------------------------------
@@ -173,6 +232,48 @@ def test_pe_main_loop_in_memory(demo_app, tmp_path):
     stats = expect_outputs(x2, b2)
     assert stats.inferences == 2 and stats.run_status == 0
     assert not got
+
+
+@needs_gcc
+def test_single_pe_ignores_retransmitted_chunks(demo_app, tmp_path):
+    """Role SINGLE: a TENSOR frame whose seq is not newer than the last accepted one (a
+    go-back-N retransmission after a lost ACK) is re-ACKed and ignored, never an EPROTO
+    ERROR and never a restarted input; a PING starts a new session (seq may start over)."""
+    srcs, incs = app_sources(demo_app)
+    exe = tmp_path / "pe"
+    cc(["gcc", *WARN, "-O1", "-g", "-fsanitize=address,undefined", *incs, *srcs,
+         FIXTURES / "runtime_c" / "test_port.c", "-lm", "-o", exe])
+    x1, b1 = inputs(7)
+    x2, b2 = inputs(8)
+    t1 = tensor_bytes(x1, b1, 10)        # seq 10, 11 (x chunks 0, 1), 12 (bias)
+    t2 = tensor_bytes(x2, b2, 0)         # a new session numbers from 0 again (HostLink does)
+    stream = (_host(FrameType.PING, 1)
+              + t1[0] + t1[1] + t1[1]    # chunk 1 again: was EPROTO
+              + t1[0]                    # chunk 0 again: restarted input 0
+              + t1[2]                    # complete: run 1
+              + t1[2]                    # after the run: was a restarted input 1
+              + _host(FrameType.PING, 0) + b"".join(t2))
+    proc = subprocess.run([exe], input=stream.hex() + "\n", capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = FrameDecoder().feed(bytes.fromhex(proc.stdout.strip()))
+    assert not [unpack_error(f.payload) for f in got if f.type == FrameType.ERROR]
+    kinds = [(f.type.name, unpack_ack(f.payload).acked_seq if f.type == FrameType.ACK else None)
+             for f in got]
+    assert kinds == ([("PONG", None), ("ACK", 10), ("ACK", 11), ("ACK", 11), ("ACK", 10),
+                      ("ACK", 12)] + [("TENSOR", None)] * 3 + [("STATS", None), ("ACK", 12),
+                                                               ("PONG", None), ("ACK", 0),
+                                                               ("ACK", 1), ("ACK", 2)]
+                     + [("TENSOR", None)] * 3 + [("STATS", None)])
+    for i, (x, b) in ((6, (x1, b1)), (15, (x2, b2))):
+        want_out, want_total = demo_reference(x, b)
+        out = np.frombuffer(got[i].payload + got[i + 1].payload, np.float32)
+        np.testing.assert_allclose(out, want_out, rtol=1e-6)
+        np.testing.assert_allclose(np.frombuffer(got[i + 2].payload, np.float32), want_total,
+                                   rtol=1e-5)
+    s1, s2 = unpack_stats(got[9].payload), unpack_stats(got[18].payload)
+    assert (s1.inferences, s1.rx_duplicates) == (1, 2)
+    assert (s2.inferences, s2.rx_duplicates, s2.run_status) == (2, 3, 0)
 
 
 # --- a live PE: host port (Linux process) and lm3s6965 port (QEMU) ------------------------------

@@ -4,6 +4,7 @@ link 1 by a tiny relay, as Linux processes (host port) and on two QEMU lm3s6965e
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from generator.wire import (FLAG_HOST_OUTPUTS, HOST_ID, Frame, FrameDecoder, FrameType,
                                  PongInfo, Stats, encode, pack_ready, tensor_frames, unpack_ack,
-                                 unpack_pong, unpack_ready, unpack_stats)
+                                 unpack_error, unpack_pong, unpack_ready, unpack_stats)
 from generator.firmware.render import render_pe_app
 from generator.types import AppSpec, Route
 from tests.runtime_c_helpers import (FIXTURES, HOST_PORT, PE_ID, WARN, HostSide, app_sources,
@@ -206,6 +207,68 @@ def test_stage_consumer_acks_on_the_arrival_link(demo_app, tmp_path):
     assert [f.seq for _, f in frames[3:6]] == [0, 1, 2]  # per (B, host) pair
     stats = unpack_stats(frames[-1][1].payload)
     assert (stats.inferences, stats.rx_gaps, stats.rx_duplicates, stats.ready_sent) == (1, 1, 1, 2)
+
+
+@needs_gcc
+def test_stage_accepts_inputs_only_from_their_source(demo_app, tmp_path):
+    """PE B's input 0 comes from PE A, input 1 from the host (B_ROUTES). TENSOR frames for an
+    input from anyone else are ACKed (the link goes on), not stored, counted in STATS
+    (rx_wrong_source) and reported to the host; any PE-to-PE rejection reaches the host."""
+    root = demo_app.parent.parent
+    exe = build_scripted_pe(root, stage_spec("../../stages/demo/model", B_ID, B_ROUTES,
+                                             flags=FLAG_HOST_OUTPUTS), tmp_path / "pe_b")
+    x, b = inputs(22)
+    xs = [encode(f) for f in tensor_frames(x.tobytes(), src=A_ID, dst=B_ID, stream=0,
+                                           first_seq=1)]
+    junk = bytes([0xFF]) * 256            # would be NaN inputs if it were stored
+    from_c = _from(C_ID, B_ID, FrameType.TENSOR, 0, junk, stream=0, chunk=0, nchunks=2)
+    segments = [
+        (1, _from(A_ID, B_ID, FrameType.TENSOR, 0, bytes(128), stream=0, chunk=1,
+                  nchunks=2)),                                                # 0: EPROTO
+        (1, xs[0] + xs[1]),                                                   # 1: x, in order
+        (1, from_c + from_c),                                                 # 2: wrong PE, dup
+        (0, _from(HOST_ID, B_ID, FrameType.TENSOR, 0, junk, stream=0, chunk=0,
+                  nchunks=2)),                                                # 3: wrong: host
+        (0, encode(tensor_frames(b.tobytes(), src=HOST_ID, dst=B_ID, stream=1,
+                                 first_seq=1)[0])),                           # 4: run
+    ]
+    events = run_scripted(exe, segments)
+    seen = {i: between(events, i) for i in range(len(segments))}
+
+    def errors(frames):
+        return [(link, f.dst, unpack_error(f.payload)) for link, f in frames
+                if f.type == FrameType.ERROR]
+
+    # 0: out of order from PE A: ERROR to A and the same ERROR to the host, then the ACK
+    assert _kinds(seen[0]) == [(1, "ERROR", A_ID, 0), (0, "ERROR", HOST_ID, 0),
+                               (1, "ACK", A_ID, 0)]
+    (_, _, to_a), (_, _, to_host) = errors(seen[0])
+    assert to_a == to_host and to_host.code == -errno.EPROTO
+    assert to_host.message == ("TENSOR chunk out of order (from PE 1, stream 0, chunk 1/2, "
+                               "seq 0)")
+    assert [unpack_ack(f.payload).acked_seq for _, f in seen[1]] == [1, 2]
+    # 2: PE C is not input 0's SOURCE: ERROR to C and to the host, ACK; its duplicate: ACK only
+    assert _kinds(seen[2]) == [(1, "ERROR", C_ID, 0), (0, "ERROR", HOST_ID, 0),
+                               (1, "ACK", C_ID, 0), (1, "ACK", C_ID, 0)]
+    for _, _, err in errors(seen[2]):
+        assert err.code == -errno.EPERM
+        assert err.message == ("TENSOR from a PE that is not the SOURCE of this input "
+                               "(from PE 4, stream 0, chunk 0/2, seq 0)")
+    # 3: the host is not input 0's SOURCE either: one ERROR (the host is the sender), ACK
+    assert _kinds(seen[3]) == [(0, "ERROR", HOST_ID, 0), (0, "ACK", HOST_ID, 0)]
+    assert errors(seen[3])[0][2].message.endswith("(from the host, stream 0, chunk 0/2, seq 0)")
+    # 4: x from A was kept intact: the run uses it
+    frames = seen[4]
+    assert _kinds(frames) == [(0, "ACK", HOST_ID, 1), (1, "READY", A_ID, 0),
+                              (0, "READY", HOST_ID, 1), (0, "TENSOR", HOST_ID, 0),
+                              (0, "TENSOR", HOST_ID, 0), (0, "TENSOR", HOST_ID, 1),
+                              (0, "STATS", HOST_ID, 0)]
+    want_out, _ = demo_reference(x, b)
+    np.testing.assert_allclose(np.frombuffer(frames[3][1].payload + frames[4][1].payload,
+                                             np.float32), want_out, rtol=1e-6)
+    stats = unpack_stats(frames[-1][1].payload)
+    assert (stats.inferences, stats.rx_wrong_source, stats.rx_duplicates, stats.rx_gaps,
+            stats.rx_dropped) == (1, 2, 1, 0, 0)
 
 
 @needs_gcc

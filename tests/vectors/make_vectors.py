@@ -1,6 +1,6 @@
 """Regenerate frames.json: python tests/vectors/make_vectors.py (from the repository root).
 
-The vectors are the shared truth of the wire format for generator/messaging.py and
+The vectors are the shared truth of the wire format for generator/wire.py and
 zephyr_app/src/frame.c. They are produced with the Python codec and checked in; the Python
 tests also check the codec against independently hand-packed bytes, and the C test checks
 frame.c against this file. Regenerate only on a deliberate contract change.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+import struct
+import zlib
 from pathlib import Path
 
 from generator.wire import (
@@ -20,6 +22,15 @@ from generator.wire import (
 def _frame_json(f: Frame) -> dict:
     return {"type": int(f.type), "src": f.src, "dst": f.dst, "stream": f.stream, "seq": f.seq,
             "chunk": f.chunk, "nchunks": f.nchunks, "payload": f.payload.hex()}
+
+
+def _raw(ftype: int, src: int, dst: int, *, stream: int = 0, seq: int = 0, chunk: int = 0,
+         nchunks: int = 1, payload: bytes = b"") -> bytes:
+    """A frame with a good CRC packed by hand, whatever its fields (encode() refuses bad
+    chunk fields)."""
+    body = struct.pack("<BBHHHHHHH", 1, ftype, src, dst, stream, seq, chunk, nchunks,
+                       len(payload)) + payload
+    return b"\xa5\x5a" + body + struct.pack("<I", zlib.crc32(body))
 
 
 def main() -> None:
@@ -78,6 +89,24 @@ def main() -> None:
         "fake_header_swallows_frame": fake + ping + bytes(90) + pong,
         "random_garbage_then_frames": garbage + full + garbage[:40] + ping,
         "only_garbage": garbage,
+        # chunk fields: 1 <= nchunks and chunk < nchunks, else a bad frame (good CRC or not)
+        "chunk_count0_then_good": _raw(1, HOST_ID, 3, nchunks=0, payload=b"abcd") + ping,
+        "chunk_index_eq_count_then_good": _raw(1, HOST_ID, 3, chunk=2, nchunks=2,
+                                                payload=b"abcd") + ping,
+        "chunk_index_ffff_count1_then_good": _raw(5, 2, HOST_ID, chunk=0xFFFF) + ack,
+        "chunk_count0_index0_header_only": _raw(3, HOST_ID, 0, nchunks=0),
+        "chunk_last_of_ffff": _raw(2, 1, 2, chunk=0xFFFE, nchunks=0xFFFF, payload=b"x"),
+        # truncated frames: the decoder resynchronises at the next whole frame
+        "truncated_then_good": full[:150] + ping,
+        "truncated_then_longer_good": full[:150] + full,
+        "truncated_header_then_good": full[:10] + ping + pong,
+        "truncated_twice_then_good": full[:150] + pong[:30] + ack,
+        "truncated_then_sync_garbage_then_good": full[:100] + b"\xa5\x5a\xa5\x00\x5a" + ping,
+        "good_truncated_good_truncated": ping + full[:200] + ready + pong[:25],
+        "truncated_then_bad_crc_then_good": full[:150] + bytes(bad_crc) + ack,
+        # the other face of resynchronising: a payload holding a whole frame cuts its frame
+        "frame_inside_payload_cuts_it": encode(Frame(FrameType.LOG, 1, 2, seq=4,
+                                                     payload=bytes(10) + ping + bytes(10))),
         "empty": b"",
     }
     decode = []

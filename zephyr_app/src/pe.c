@@ -113,6 +113,59 @@ void pemesh_pe_error(struct pemesh_pe *pe, uint8_t link, uint16_t dst, int32_t c
 	pemesh_pe_send(pe, link, PEMESH_FRAME_ERROR, dst, 0u, pe->payload, (uint16_t)(4u + n));
 }
 
+/* Append the NUL-terminated s to text[*pos] (never past cap - 1; text stays terminated). */
+static void pemesh_text(char *text, size_t cap, size_t *pos, const char *s)
+{
+	while (*s != '\0' && *pos + 1u < cap) {
+		text[(*pos)++] = *s++;
+	}
+	text[*pos] = '\0';
+}
+
+/* Append v in decimal. */
+static void pemesh_text_u16(char *text, size_t cap, size_t *pos, uint16_t v)
+{
+	char digits[6];
+	size_t n = sizeof(digits) - 1u;
+
+	digits[n] = '\0';
+	do {
+		digits[--n] = (char)('0' + v % 10u);
+		v = (uint16_t)(v / 10u);
+	} while (v != 0u);
+	pemesh_text(text, cap, pos, &digits[n]);
+}
+
+void pemesh_pe_reject(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f,
+		      int32_t code, const char *msg)
+{
+	char text[160];
+	size_t pos = 0u;
+
+	/* "<msg> (from PE 1, stream 0, chunk 2/3, seq 7)" */
+	pemesh_text(text, sizeof(text), &pos, msg);
+	if (f->src == PEMESH_HOST_ID) {
+		pemesh_text(text, sizeof(text), &pos, " (from the host");
+	} else {
+		pemesh_text(text, sizeof(text), &pos, " (from PE ");
+		pemesh_text_u16(text, sizeof(text), &pos, f->src);
+	}
+	pemesh_text(text, sizeof(text), &pos, ", stream ");
+	pemesh_text_u16(text, sizeof(text), &pos, f->stream);
+	pemesh_text(text, sizeof(text), &pos, ", chunk ");
+	pemesh_text_u16(text, sizeof(text), &pos, f->chunk);
+	pemesh_text(text, sizeof(text), &pos, "/");
+	pemesh_text_u16(text, sizeof(text), &pos, f->nchunks);
+	pemesh_text(text, sizeof(text), &pos, ", seq ");
+	pemesh_text_u16(text, sizeof(text), &pos, f->seq);
+	pemesh_text(text, sizeof(text), &pos, ")");
+	pemesh_pe_error(pe, link, f->src, code, text);
+	if (pemesh_pe_is_stage(pe) && f->src != PEMESH_HOST_ID) {
+		/* PE-to-PE rejections must reach the host too (the sender only counts them) */
+		pemesh_pe_error(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID, code, text);
+	}
+}
+
 static void pemesh_pe_reset_inputs(struct pemesh_pe *pe)
 {
 	for (uint16_t i = 0; i < PEMESH_MAX_TENSORS; i++) {
@@ -208,6 +261,7 @@ void pemesh_pe_stats(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 	v[PEMESH_STAT_READY_SENT] = pe->ready_sent;
 	v[PEMESH_STAT_READY_RECEIVED] = pe->ready_received;
 	v[PEMESH_STAT_CREDIT_STALLS] = pe->credit_stalls;
+	v[PEMESH_STAT_RX_WRONG_SOURCE] = pe->rx_wrong_source;
 
 	pemesh_put_le16(&pe->payload[0], PEMESH_STAT_COUNT);
 	pemesh_put_le16(&pe->payload[2], 0u);
@@ -314,13 +368,21 @@ int32_t pemesh_pe_consume(struct pemesh_pe *pe, uint8_t link, const struct pemes
 	int32_t err = pemesh_pe_store(pe, f, &msg);
 
 	if (err != 0) {
-		pemesh_pe_error(pe, link, f->src, err, msg);
+		pemesh_pe_reject(pe, link, f, err, msg);
 	}
 	/* every consumed TENSOR frame is acknowledged (accepted or not) */
 	pemesh_pe_ack(pe, link, f);
 	return err;
 }
 
+
+/* Role SINGLE: 1 when TENSOR frame f is a retransmission of one already consumed (its seq
+ * is not newer than the last one accepted from the same sender, modulo 2^16). */
+static int pemesh_pe_single_duplicate(const struct pemesh_pe *pe, const struct pemesh_frame *f)
+{
+	return pe->host_rx_any != 0u && f->src == pe->host_rx_src &&
+	       (uint16_t)(pe->host_rx_seq - f->seq) < 0x8000u;
+}
 
 static void pemesh_pe_frame_single(struct pemesh_pe *pe, const struct pemesh_frame *f)
 {
@@ -332,9 +394,18 @@ static void pemesh_pe_frame_single(struct pemesh_pe *pe, const struct pemesh_fra
 	switch (f->type) {
 	case PEMESH_FRAME_PING:
 		pemesh_pe_reset_inputs(pe);
+		pe->host_rx_any = 0u; /* a new session: any seq is new */
 		pemesh_pe_pong(pe, PEMESH_LINK_HOST, f->src);
 		break;
 	case PEMESH_FRAME_TENSOR:
+		if (pemesh_pe_single_duplicate(pe, f)) {
+			pe->rx_duplicates++; /* its ACK was lost: the host resent it */
+			pemesh_pe_ack(pe, PEMESH_LINK_HOST, f);
+			break;
+		}
+		pe->host_rx_any = 1u;
+		pe->host_rx_src = f->src;
+		pe->host_rx_seq = f->seq;
 		if (pemesh_pe_consume(pe, PEMESH_LINK_HOST, f) == 0 &&
 		    pemesh_pe_inputs_complete(pe)) {
 			pemesh_pe_infer_single(pe, f->src);

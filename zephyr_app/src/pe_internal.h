@@ -32,6 +32,14 @@ void pemesh_pe_send_tensor(struct pemesh_pe *pe, uint8_t link, uint16_t dst, uin
 void pemesh_pe_error(struct pemesh_pe *pe, uint8_t link, uint16_t dst, int32_t code,
 		     const char *msg);
 
+/**
+ * @brief Report a rejected TENSOR frame @p f: an ERROR frame (@p code, @p msg plus the
+ * frame's sender, stream, chunk and seq) to its sender on @p link and, in role STAGE when
+ * the sender is a PE, the same ERROR to the host on link 0.
+ */
+void pemesh_pe_reject(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f,
+		      int32_t code, const char *msg);
+
 /** @brief Answer a PING: protocol facts and the model's tensor sizes (none after a failed
  * init). */
 void pemesh_pe_pong(struct pemesh_pe *pe, uint8_t link, uint16_t dst);
@@ -50,7 +58,7 @@ int32_t pemesh_pe_run_model(struct pemesh_pe *pe);
 void pemesh_pe_ack(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f);
 
 /**
- * @brief Store (or reject with an ERROR frame) one TENSOR frame and ACK it on @p link.
+ * @brief Store (or reject with pemesh_pe_reject()) one TENSOR frame and ACK it on @p link.
  * @retval 0 the chunk was stored.
  * @retval -errno why it was rejected (also sent as ERROR).
  */

@@ -171,7 +171,27 @@ static void pemesh_pe_try_run(struct pemesh_pe *pe)
 	pemesh_pe_infer_stage(pe);
 }
 
-/* Role STAGE: accept TENSOR frames from each source only in seq order. */
+/* Role STAGE: 1 when f->src may send input f->stream: the input's SOURCE route names it, or
+ * the input has no SOURCE route (then anyone may; streams that are no input fail later). */
+static int pemesh_pe_source_ok(const struct pemesh_pe *pe, const struct pemesh_frame *f)
+{
+	int named = 0;
+
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		const struct pemesh_route *r = &pe->routes[i].r;
+
+		if (r->kind == PEMESH_ROUTE_SOURCE && r->a == f->stream) {
+			if (r->pe == f->src) {
+				return 1;
+			}
+			named = 1;
+		}
+	}
+	return !named;
+}
+
+/* Role STAGE: accept TENSOR frames from each source only in seq order, and only from the
+ * input's SOURCE. */
 static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
 				   const struct pemesh_frame *f)
 {
@@ -193,6 +213,13 @@ static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
 		return;
 	}
 	peer->rx_expect++;
+	if (!pemesh_pe_source_ok(pe, f)) {
+		pe->rx_wrong_source++;
+		pemesh_pe_reject(pe, link, f, -EPERM,
+				 "TENSOR from a PE that is not the SOURCE of this input");
+		pemesh_pe_ack(pe, link, f); /* consumed: the link goes on */
+		return;
+	}
 	(void)pemesh_pe_consume(pe, link, f);
 	pemesh_pe_try_run(pe);
 }

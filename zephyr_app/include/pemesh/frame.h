@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * The pemesh wire format (docs/CONTRACTS.md §1), byte-compatible with
- * generator/messaging.py. All integers little-endian.
+ * generator/wire.py. All integers little-endian.
  *
  *   off size field
  *   0   2    sync 0xA5 0x5A
@@ -13,7 +13,7 @@
  *   8   2    stream (tensor index for TENSOR)
  *   10  2    seq (per sender, per link, wraps)
  *   12  2    chunk index
- *   14  2    chunk count (>= 1)
+ *   14  2    chunk count (>= 1, > chunk index)
  *   16  2    payload length N (<= PEMESH_MAX_PAYLOAD)
  *   18  N    payload
  *   18+N 4   CRC-32 (zlib) over bytes [2, 18+N)
@@ -71,6 +71,7 @@ enum pemesh_stat {
 	PEMESH_STAT_READY_SENT,     /**< READY frames sent */
 	PEMESH_STAT_READY_RECEIVED, /**< READY frames that gave a credit back */
 	PEMESH_STAT_CREDIT_STALLS,  /**< runs delayed because an output waited for a credit */
+	PEMESH_STAT_RX_WRONG_SOURCE, /**< STAGE: TENSOR frames from a PE not the input's SOURCE */
 	PEMESH_STAT_COUNT, /**< number of values */
 };
 
@@ -89,7 +90,7 @@ struct pemesh_frame {
 
 /**
  * @brief Encode a frame.
- * @param f   The frame (f->len <= PEMESH_MAX_PAYLOAD, f->nchunks >= 1).
+ * @param f   The frame (f->len <= PEMESH_MAX_PAYLOAD, f->chunk < f->nchunks).
  * @param out Output buffer.
  * @param cap Its size (PEMESH_MAX_FRAME is always enough).
  * @retval >0 number of bytes written (f->len + PEMESH_FRAME_OVERHEAD)
@@ -102,15 +103,20 @@ int pemesh_frame_encode(const struct pemesh_frame *f, uint8_t *out, size_t cap);
  * A byte-stream decoder (docs/CONTRACTS.md §1).
  *
  * Scans for the sync, reads the header, waits for the whole frame, checks the CRC. A bad
- * version, type or length, or a bad CRC, counts one bad frame, drops **one** byte and
- * rescans, so a real frame starting inside garbage is still found. Every byte is either
- * part of a delivered frame, counted in skipped_bytes, or still buffered (pending).
+ * version, type, length or chunk field (nchunks 0, chunk >= nchunks), or a bad CRC, counts
+ * one bad frame, drops **one** byte and rescans, so a real frame starting inside garbage is
+ * still found. A frame whose claimed extent holds a whole good frame starting after its own
+ * sync (a truncated frame followed by a real one) is a bad frame as soon as that inner frame
+ * is complete: the decoder resynchronises there and never waits for the missing bytes.
+ * Every byte is either part of a delivered frame, counted in skipped_bytes, or still
+ * buffered (pending). The result does not depend on how the bytes are split into writes.
  * The caller owns the struct (no malloc); it holds at most PEMESH_MAX_FRAME bytes.
  */
 struct pemesh_decoder {
 	uint8_t buf[PEMESH_MAX_FRAME]; /**< bytes not yet decided */
 	uint16_t len;                  /**< bytes in buf */
 	uint16_t consume;              /**< bytes of the last delivered frame, dropped lazily */
+	uint16_t look;                 /**< where the scan for a frame inside buf[0]'s resumes */
 	uint32_t rx_frames;            /**< frames delivered */
 	uint32_t bad_frames;           /**< sync found but header or CRC bad */
 	uint32_t skipped_bytes;        /**< bytes dropped (garbage and bad-frame starts) */

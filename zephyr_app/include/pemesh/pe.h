@@ -56,6 +56,9 @@ struct pemesh_pe {
 	uint8_t n_routes;                        /**< entries in routes[] */
 	uint32_t flags;                          /**< PEMESH_FLAG_* */
 	uint8_t stalled;                         /**< inputs complete but outputs still pending */
+	uint8_t host_rx_any;                     /**< SINGLE: host_rx_seq holds an accepted seq */
+	uint16_t host_rx_src;                    /**< SINGLE: sender of the last TENSOR accepted */
+	uint16_t host_rx_seq;                    /**< SINGLE: seq of the last TENSOR accepted */
 	struct pemesh_pe_input in[PEMESH_MAX_TENSORS]; /**< reassembly per input */
 	struct pemesh_pe_route routes[PEMESH_MAX_ROUTES]; /**< STAGE: routes and credits */
 	struct pemesh_pe_peer peers[PEMESH_MAX_PEERS];    /**< STAGE: seq state per peer */
@@ -64,11 +67,12 @@ struct pemesh_pe {
 	int32_t run_status;                      /**< status of the last run */
 	uint32_t tx_frames;                      /**< frames sent */
 	uint32_t dropped_frames;                 /**< good frames not for this PE or unknown */
-	uint32_t rx_duplicates;                  /**< STAGE: TENSOR frames re-ACKed and ignored */
+	uint32_t rx_duplicates;                  /**< TENSOR frames re-ACKed and ignored */
 	uint32_t rx_gaps;                        /**< STAGE: TENSOR frames dropped (seq gap) */
 	uint32_t ready_sent;                     /**< STAGE: READY frames sent */
 	uint32_t ready_received;                 /**< STAGE: READY frames that gave a credit */
 	uint32_t credit_stalls;                  /**< STAGE: runs delayed by missing credits */
+	uint32_t rx_wrong_source;                /**< STAGE: TENSOR frames not from the SOURCE */
 };
 
 /**
@@ -78,12 +82,15 @@ struct pemesh_pe {
  * into pemesh_model.inputs[stream] at chunk * MAX_PAYLOAD (bounds-checked, chunks in order;
  * chunk 0 restarts an input) and ACK; once every chunk of every input has arrived: run the
  * model (timed with pemesh_cycles()), send every output as TENSOR frames to the host, then
- * one STATS frame. Problems are answered with ERROR frames; bad frames are counted and never
- * deliver data.
+ * one STATS frame. A TENSOR frame whose seq is not newer than the last one accepted from its
+ * sender (a retransmission) is re-ACKed and ignored; PING starts afresh. Problems are
+ * answered with ERROR frames; bad frames are counted and never deliver data.
  *
  * Role STAGE (docs/CONTRACTS.md §6): links 0 and 1. TENSOR frames for this PE are accepted
- * only in seq order per source (duplicates re-ACKed, gaps dropped); outputs go by the OUTPUT
- * routes, one tensor per READY credit; after a run READY goes back to every input's source.
+ * only in seq order per source (duplicates re-ACKed, gaps dropped) and only from the PE the
+ * input's SOURCE route names (others are ACKed, counted and reported to the host); outputs
+ * go by the OUTPUT routes, one tensor per READY credit; after a run READY goes back to every
+ * input's source.
  *
  * @retval -errno only if the port cannot be initialised (otherwise it does not return)
  */
