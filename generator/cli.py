@@ -23,6 +23,47 @@ from generator.errors import PemeshError
 log = logging.getLogger("pemesh")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not at least 1")
+    return v
+
+
+def _rate(text: str) -> float:
+    """argparse type: a probability, 0 <= r <= 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{v:g} is not a rate between 0 and 1")
+    return v
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a duration >= 0 in seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if v < 0 or v != v:
+        raise argparse.ArgumentTypeError(f"{v:g} is not a duration (>= 0 s)")
+    return v
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a duration > 0 in seconds."""
+    v = _seconds(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("0 is not a duration > 0 s")
+    return v
+
+
 class Command:
     """One ``pemesh`` subcommand: its parser and the stage function that runs it."""
 
@@ -74,7 +115,7 @@ class BuildCmd(Command):
         p.add_argument("--backend", choices=["auto", "west", "baremetal", "host"], default="auto",
                        help="auto: west when a Zephyr workspace is found, else baremetal for "
                             "QEMU boards")
-        p.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
+        p.add_argument("-j", "--jobs", type=_positive_int, default=None, help="parallel builds")
 
 
 class RunCmd(Command):
@@ -85,24 +126,35 @@ class RunCmd(Command):
     def add_arguments(self, p):
         p.add_argument("out", help="folder written by 'pemesh compile' and built")
         p.add_argument("--input", "-i", action="append", default=[],
-                       help="input .npy (repeat for several model inputs) or .npz; "
-                            "default: the stored reference input")
-        p.add_argument("--output", "-O", default=None, help="write the output(s) here (.npy/.npz)")
+                       help="input .npy (repeat for several model inputs), an .npz (by input "
+                            "name), or a dataset: a folder of .npy files or an .npz/.npy with "
+                            "a leading item axis (one inference per item); default: the "
+                            "stored reference input")
+        p.add_argument("--output", "-O", default=None,
+                       help="write the output(s) of the last inference here (.npy/.npz; "
+                            "a dataset's outputs stack along a leading axis)")
         p.add_argument("--platform", choices=["qemu", "host"], default="qemu")
         p.add_argument("--check", action="store_true",
                        help="compare with the TVM host reference; exit non-zero on mismatch")
-        p.add_argument("--count", type=int, default=1, help="run K inferences")
-        p.add_argument("--timeout", type=float, default=60.0,
+        p.add_argument("--count", type=_positive_int, default=1,
+                       help="run K inferences (each input K times)")
+        p.add_argument("--timeout", type=_positive_seconds, default=60.0,
                        help="seconds to wait for a PE before declaring it unresponsive")
         # mesh runs only (the fabric between the PEs)
-        p.add_argument("--hop-delay", type=float, default=0.0,
+        p.add_argument("--hop-delay", type=_seconds, default=0.0,
                        help="mesh: seconds the fabric delays a frame per hop")
-        p.add_argument("--garbage-rate", type=float, default=0.0,
+        p.add_argument("--garbage-rate", type=_rate, default=0.0,
                        help="mesh: chance per frame of garbage bytes injected into a PE's link")
-        p.add_argument("--bitflip-rate", type=float, default=0.0,
+        p.add_argument("--bitflip-rate", type=_rate, default=0.0,
                        help="mesh: chance per TENSOR frame of a flipped bit on a PE's link")
+        p.add_argument("--drop-rate", type=_rate, default=0.0,
+                       help="mesh: chance per frame (any type, READY included) that the fabric "
+                            "drops it")
         p.add_argument("--fault-seed", type=int, default=0,
                        help="mesh: seed of the injected faults")
+        p.add_argument("--trace", default=None, metavar="T.json",
+                       help="write a Chrome Trace Event file (open in Perfetto or "
+                            "chrome://tracing): compute per PE, frames per link")
 
 
 class ReportCmd(Command):
@@ -189,6 +241,22 @@ def setup_logging(verbosity: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+#: exit codes beside PemeshError's (errors.py): the README lists them all
+EXIT_OS_ERROR = 10
+EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush is quiet."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - no real stdout (captured)
+        pass
+
+
 def _terminate_as_interrupt(signum, frame) -> None:  # noqa: ARG001 (signal handler API)
     raise KeyboardInterrupt
 
@@ -205,13 +273,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        return args._command.run(args)
+        code = args._command.run(args)
+        sys.stdout.flush()              # a closed pipe shows here, where it is handled
+        return code
     except PemeshError as err:
         print(f"pemesh {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"pemesh {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`pemesh build OUT | head`): stop quietly, as other tools do
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"pemesh {args.command}: error: {err.strerror or err}{where}\n"
+              "  hint: check the path and its permissions", file=sys.stderr)
+        return EXIT_OS_ERROR
+    except Exception as err:  # noqa: BLE001 - a pemesh bug: say so, without a wall of text
+        if args.verbose >= 2:
+            raise
+        print(f"pemesh {args.command}: internal error: {type(err).__name__}: {err}\n"
+              "  hint: a pemesh bug; re-run with -vv for the traceback and report it",
+              file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

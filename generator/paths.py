@@ -35,3 +35,25 @@ def boards_dir() -> Path:
 def runtime_dir() -> Path:
     """The hand-written PE runtime laid out as a Zephyr module (zephyr_app/)."""
     return data_dir("zephyr_app")
+
+
+#: trees of the kernel's, not for files
+_NOT_FOR_FILES = ("/proc", "/sys", "/dev")
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why a file or folder cannot be made at ``path`` (None when it can, as far as a check
+    before writing can tell): its folder is missing, not writable, or a kernel tree."""
+    import os
+
+    path = Path(path)
+    resolved = path.resolve()
+    if any(resolved == Path(t) or Path(t) in resolved.parents for t in _NOT_FOR_FILES):
+        return f"{resolved.parts[1]}/ is not a place for files"
+    parent = resolved.parent
+    if not parent.is_dir():
+        return f"the folder {parent} does not exist"
+    target = resolved if resolved.exists() else parent
+    if not os.access(target, os.W_OK):
+        return f"{target} is not writable"
+    return None

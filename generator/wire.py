@@ -278,9 +278,13 @@ def unpack_ack(payload: bytes) -> Ack:
     return Ack(*struct.unpack_from("<HH", payload))
 
 
-def pack_ready(stream: int) -> bytes:
-    """Encode a READY payload: the consumer's input ``stream`` is free again (CONTRACTS §6)."""
-    return struct.pack("<H", stream)
+def pack_ready(stream: int, count: int | None = None) -> bytes:
+    """Encode a READY payload: the consumer's input ``stream`` is free again, having consumed
+    ``count`` tensors (mod 2^16; CONTRACTS §6). Without ``count``, the 2-byte form that
+    always gives the credit."""
+    if count is None:
+        return struct.pack("<H", stream)
+    return struct.pack("<HH", stream, count & 0xFFFF)
 
 
 def unpack_ready(payload: bytes) -> int:
@@ -290,11 +294,32 @@ def unpack_ready(payload: bytes) -> int:
     return struct.unpack_from("<H", payload)[0]
 
 
+def ready_count(payload: bytes) -> int | None:
+    """The consumed-tensor count of a READY payload (None for the 2-byte form)."""
+    return struct.unpack_from("<H", payload, 2)[0] if len(payload) >= 4 else None
+
+
+#: PEMESH_STAT_WAITING kinds (bits 31..24 of Stats.waiting)
+WAIT_NONE, WAIT_INPUT, WAIT_CREDIT = 0, 1, 2
+
+
+def describe_wait(waiting: int) -> str:
+    """Stats.waiting in words: what a STAGE PE waits for."""
+    kind, tensor, pe = waiting >> 24, (waiting >> 16) & 0xFF, waiting & 0xFFFF
+    who = "the host" if pe == HOST_ID else f"PE {pe}"
+    if kind == WAIT_INPUT:
+        return f"waits for the rest of input {tensor} from {who}"
+    if kind == WAIT_CREDIT:
+        return f"waits for a READY credit from {who} to send output {tensor}"
+    return "waits for nothing (idle)"
+
+
 #: STATS value names in wire order (append only); *_lo/*_hi pairs become one 64-bit field
 STATS_FIELDS = ("inferences", "cycles_lo", "cycles_hi", "rx_frames", "rx_bad_frames",
                 "rx_skipped_bytes", "tx_frames", "run_status", "accel_calls", "accel_macs_lo",
                 "accel_macs_hi", "rx_duplicates", "rx_gaps", "rx_dropped", "ready_sent",
-                "ready_received", "credit_stalls", "rx_wrong_source")
+                "ready_received", "credit_stalls", "rx_wrong_source", "ready_resent",
+                "ready_stale", "waiting")
 #: the plain counters after the first eleven values, in wire order
 _STATS_TAIL = STATS_FIELDS[11:]
 
@@ -319,6 +344,9 @@ class Stats:
     ready_received: int = 0     # READY frames that gave a credit back
     credit_stalls: int = 0      # runs delayed because an output waited for a credit
     rx_wrong_source: int = 0    # STAGE: TENSOR frames from a PE not the input's SOURCE
+    ready_resent: int = 0       # STAGE: READY frames sent again for a still-empty input
+    ready_stale: int = 0        # STAGE: READY frames for a tensor already sent (ignored)
+    waiting: int = 0            # STAGE: what the PE waits for (describe_wait)
     extra: tuple[int, ...] = field(default=())  # values appended by a newer PE
 
 

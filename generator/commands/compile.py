@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from generator import __version__
-from generator.errors import DoesNotFitError, UsageError
+from generator.errors import DoesNotFitError, UnsupportedModelError, UsageError
 from generator.manifest import (Manifest, ModelRecord, OutTree, PeRecord, ReplicaRecord,
                                 StageRecord, write_manifest, write_reference)
 from generator.types import AppSpec, ImportedModel
@@ -44,6 +44,20 @@ def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _named_by_source(err: UnsupportedModelError, model: ImportedModel) -> UnsupportedModelError:
+    """``err`` about a Relax operator, naming the model's own node(s) it came from."""
+    import re
+
+    from generator.frontend.importers import onnx_nodes_of_relax_op
+
+    m = re.search(r"operator (relax\.[\w.]+)", str(err.args[0]))
+    nodes = onnx_nodes_of_relax_op(model, m.group(1)) if m else []
+    if not nodes:
+        return err
+    more = f" (and {len(nodes) - 1} more)" if len(nodes) > 1 else ""
+    return UnsupportedModelError(f"{nodes[0]}{more}: {err.args[0]}", hint=err.hint)
+
+
 def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None = None,
                   replicas: str | int = 1) -> Manifest:
     """Compile ``model`` for ``mesh`` (a 1-PE mesh for ``--board``); write OUT/ and return the
@@ -60,7 +74,10 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     board = pe_kind.zephyr_board or pe_kind.name
     inputs = make_inputs(model.inputs, seed=REFERENCE_SEED)
     ref_outputs = run_reference(model, inputs)
-    plan = plan_mesh(model, mesh, max_pes=max_pes, replicas=replicas)
+    try:
+        plan = plan_mesh(model, mesh, max_pes=max_pes, replicas=replicas)
+    except UnsupportedModelError as err:
+        raise _named_by_source(err, model) from None
     t_plan = time.perf_counter()
 
     pm = plan.prepared
@@ -136,6 +153,24 @@ def _print_summary(manifest: Manifest, out: Path) -> None:
                 print(f"    step {d['step']} ({d['func']}): on the CPU ({d['reason']})")
 
 
+def check_out_folder(out: Path, *, force: bool) -> None:
+    """Refuse, before any work, an ``-o`` that cannot become OUT: a file, a folder that holds
+    something (an earlier compile included) without ``--force``, a place that is not writable."""
+    from generator.paths import unwritable_reason
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out} is a file, not a folder", hint="choose a folder for OUT")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        if OutTree(out).is_pemesh_out():
+            raise UsageError(f"{out} already holds a compile",
+                             hint="pass --force to replace it, or choose another -o folder")
+        raise UsageError(f"{out} exists and is not a pemesh output folder",
+                         hint="choose another -o folder, or pass --force")
+    why = unwritable_reason(out)
+    if why is not None:
+        raise UsageError(f"-o {out}: {why}", hint="choose a folder you can write to")
+
+
 def compile_command(args) -> int:
     """CLI: ``pemesh compile MODEL -o OUT [--board B | --mesh M] ...``."""
     from generator.boards.catalog import resolve_target
@@ -144,10 +179,7 @@ def compile_command(args) -> int:
     from generator.partition.plan import parse_replicas
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        if not OutTree(out).is_pemesh_out():
-            raise UsageError(f"{out} exists and is not a pemesh output folder",
-                             hint="choose another -o folder, or pass --force")
+    check_out_folder(out, force=args.force)
     mesh = resolve_target(board=args.board, mesh=args.mesh)
     replicas = parse_replicas(getattr(args, "replicas", 1))
     model = load_model(Path(args.model), name=args.name,

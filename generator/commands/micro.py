@@ -7,6 +7,7 @@ Like ``tvmc micro``: every action starts the project's (or template's) server, a
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -71,6 +72,24 @@ def _open_project(project_dir: Path, items: Sequence[str]) -> GeneratedProject:
     return project
 
 
+#: beside the reference arrays: the compiled model (generator.manifest.ModelRecord)
+MODEL_JSON = "model.json"
+
+
+def _one_stage_model(mlf: Path):
+    """The ModelRecord of the pemesh OUT whose only stage ``mlf`` is, else None."""
+    from generator.manifest import OutTree, read_manifest
+
+    found = OutTree.of_stage_mlf(mlf)
+    if found is None:
+        return None
+    try:
+        manifest = read_manifest(found[0].root)
+    except UsageError:
+        return None
+    return manifest.model if [s.name for s in manifest.stages] == [found[1]] else None
+
+
 def _find_reference(mlf: Path) -> Path | None:
     """The reference of an MLF: ``<mlf dir>/reference``, or OUT's reference when the MLF is the
     only stage of a pemesh OUT (the model's reference is then the stage's)."""
@@ -100,6 +119,10 @@ def create_project(args: argparse.Namespace) -> int:
     mlf = Path(args.mlf).resolve()
     if not mlf.is_file():
         raise UsageError(f"no MLF tar at {mlf}", hint="pass OUT/stages/<stage>/model.tar")
+    import tarfile
+    if not tarfile.is_tarfile(mlf):
+        raise UsageError(f"{mlf} is not a Model Library Format tar",
+                         hint="pass OUT/stages/<stage>/model.tar, written by 'pemesh compile'")
     if project_dir.exists():
         if not args.force:
             raise UsageError(f"{project_dir} already exists", hint="use --force to replace it")
@@ -113,6 +136,9 @@ def create_project(args: argparse.Namespace) -> int:
         dest.mkdir()
         for f in sorted(ref.glob("*.npy")):
             shutil.copy2(f, dest / f.name)
+        model = _one_stage_model(mlf)
+        if model is not None:       # the model itself: --check computes references for any input
+            (dest / MODEL_JSON).write_text(json.dumps(model.to_json(), indent=2, sort_keys=True))
     print(f"generated {project_dir}" + (f" (reference from {ref})" if ref else ""))
     return 0
 
@@ -137,12 +163,18 @@ def run_project(args: argparse.Namespace) -> int:
     from generator.firmware.build import load_app_spec
     from generator.project_api.inference import run_inference
 
+    from generator.verify.inputs import load_items
+
     project_dir = Path(args.project_dir).resolve()
     spec = load_app_spec(project_dir)
     ref_dir = Path(args.reference) if args.reference else project_dir / REFERENCE_DIR
-    inputs = _load_arrays(args.input) if args.input else _reference(ref_dir, "input")
-    if not inputs:
-        raise UsageError("no inputs", hint=f"pass --input, or put input_0.npy in {ref_dir}")
+    if args.input:
+        inputs = load_items(args.input, spec.inputs)[0]
+    else:
+        inputs = _reference(ref_dir, "input")
+        if not inputs:
+            raise UsageError("no inputs", hint=f"pass --input, or put input_0.npy in {ref_dir}")
+    expected = _expected(ref_dir, inputs, bool(args.input)) if args.check else []
     with _open_project(project_dir, args.project_option) as project:
         outputs, stats = run_inference(project, inputs, output_specs=spec.outputs)
     for i, out in enumerate(outputs):
@@ -154,7 +186,6 @@ def run_project(args: argparse.Namespace) -> int:
         else:
             np.save(args.output, outputs[0])
     if args.check:
-        expected = _reference(ref_dir, "output")
         if len(expected) != len(outputs):
             raise CheckError(f"{len(outputs)} outputs but {len(expected)} references in {ref_dir}",
                              hint="pass --reference with the stage's own reference")
@@ -165,6 +196,31 @@ def run_project(args: argparse.Namespace) -> int:
                                  hint="compare with 'pemesh run --check'")
         print("check: outputs match the reference")
     return 0
+
+
+def _expected(ref_dir: Path, inputs: list[np.ndarray], own_input: bool) -> list[np.ndarray]:
+    """Reference outputs for ``inputs``: the stored ones for the stored input; for the user's
+    own input, the model's reference computed for it (as 'pemesh run --check' does)."""
+    if not own_input:
+        return _reference(ref_dir, "output")
+    from generator.frontend.importers import load_model
+    from generator.frontend.quantize import quantize_if_qdq
+    from generator.manifest import ModelRecord
+    from generator.verify.reference import run_reference
+
+    path = ref_dir / MODEL_JSON
+    if not path.is_file():
+        raise UsageError("--check with your own --input needs the model, and this project does "
+                         f"not name one ({path} is missing)",
+                         hint="create the project from OUT/stages/<stage>/model.tar of a "
+                              "one-stage compile, or check against --reference")
+    rec = ModelRecord.from_json(json.loads(path.read_text()))
+    source = Path(rec.source)
+    if not source.is_file():
+        raise UsageError(f"--check with your own --input needs the model {source}, which is gone",
+                         hint="put the model back, or check against the stored reference")
+    model = load_model(source, name=rec.name, input_shapes={t.name: t.shape for t in rec.inputs})
+    return run_reference(quantize_if_qdq(model, source), inputs)
 
 
 def micro_command(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -16,61 +18,87 @@ import numpy as np
 
 from generator.errors import UsageError
 from generator.manifest import OutTree, read_manifest, read_reference, write_run
+from generator.paths import unwritable_reason
 from generator.mesh.fabric import Faults
-from generator.mesh.launch import DEFAULT_ICOUNT_SHIFT
+from generator.mesh.launch import DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, check_capacity
 from generator.mesh.runner import MeshRunner, load_plan, run_record, summary
+from generator.mesh.trace import TraceRecorder
 from generator.types import TensorSpec
 
 log = logging.getLogger(__name__)
 
 
-def load_inputs(paths: Sequence[str], specs: Sequence[TensorSpec],
-                default: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
-    """Inputs from .npy files (one per model input) or one .npz; ``default`` when none given."""
-    if not paths:
-        arrays = list(default)
-    else:
-        arrays = []
-        for p in paths:
-            try:
-                loaded = np.load(p, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise UsageError(f"cannot read input {p}: {err}",
-                                 hint="pass a .npy per model input (or one .npz)") from None
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                arrays.extend(loaded[k] for k in loaded.files)
-            else:
-                arrays.append(loaded)
-    if len(arrays) != len(specs):
-        raise UsageError(f"the model takes {len(specs)} input(s), got {len(arrays)}",
-                         hint="pass one --input per model input")
-    result = []
-    for i, (a, spec) in enumerate(zip(arrays, specs)):
-        if tuple(a.shape) != spec.shape or a.dtype != np.dtype(spec.dtype):
-            if a.size == spec.num_elements and np.can_cast(a.dtype, spec.dtype, "same_kind"):
-                a = a.reshape(spec.shape).astype(spec.dtype)
-            else:
-                raise UsageError(f"input {i} ({spec.name}) is {a.dtype}{list(a.shape)}, the model "
-                                 f"wants {spec.dtype}{list(spec.shape)}",
-                                 hint="convert the input to the model's shape and dtype")
-        result.append(np.ascontiguousarray(a))
-    return result
+def output_path(path: str, n_outputs: int) -> Path:
+    """Check ``--output`` before anything runs: a writable file path ending in .npy (one
+    output) or .npz; UsageError naming the problem otherwise."""
+    out = Path(path)
+    if out.suffix not in (".npy", ".npz"):
+        raise UsageError(f"--output {path}: the name must end in .npy or .npz",
+                         hint=f"e.g. --output {out.with_suffix('.npz' if n_outputs > 1 else '.npy')}")
+    if out.suffix == ".npy" and n_outputs > 1:
+        raise UsageError(f"--output {path}: the model has {n_outputs} outputs; one .npy holds one",
+                         hint=f"use --output {out.with_suffix('.npz')}")
+    if out.is_dir():
+        raise UsageError(f"--output {path} is a folder", hint="name a file in it")
+    why = unwritable_reason(out)
+    if why is not None:
+        raise UsageError(f"--output {path}: {why}", hint="write to a folder you own")
+    return out
 
 
-def save_outputs(path: str, outputs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> None:
-    """One output → .npy; several → .npz keyed by output name."""
-    if len(outputs) == 1 and not path.endswith(".npz"):
-        np.save(path, outputs[0])
-    else:
-        np.savez(path, **{s.c_name: o for s, o in zip(specs, outputs)})
+def save_outputs(path: Path, outputs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> None:
+    """One output → ``path`` (.npy); several → .npz keyed by output name; written to exactly
+    ``path`` (numpy would append a suffix)."""
+    try:
+        with open(path, "wb") as f:
+            if path.suffix == ".npy":
+                np.save(f, outputs[0])
+            else:
+                np.savez(f, **{s.c_name: o for s, o in zip(specs, outputs)})
+    except OSError as err:
+        raise UsageError(f"cannot write --output {path}: {err.strerror or err}",
+                         hint="write to a folder you own") from None
 
 
 def _faults(args: argparse.Namespace) -> Faults | None:
-    if getattr(args, "garbage_rate", 0) or getattr(args, "bitflip_rate", 0):
-        return Faults(seed=int(getattr(args, "fault_seed", 0) or 0),
-                      garbage_rate=float(getattr(args, "garbage_rate", 0) or 0),
-                      bitflip_rate=float(getattr(args, "bitflip_rate", 0) or 0))
+    rates = {k: float(getattr(args, k, 0) or 0)
+             for k in ("garbage_rate", "bitflip_rate", "drop_rate")}
+    if any(rates.values()):
+        return Faults(seed=int(getattr(args, "fault_seed", 0) or 0), **rates)
     return None
+
+
+class Progress:
+    """Inferences done, rate and ETA while a long run goes: a rich bar on a terminal, else a
+    plain line on stderr about every 10 %. Quiet for a single inference."""
+
+    def __init__(self, total: int):
+        self.total, self.t0, self.last = total, time.monotonic(), -1
+        self.bar = None
+        if total > 1 and sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            self.bar = Bar("inferences", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TimeRemainingColumn(), transient=True)
+            self.task = self.bar.add_task("run", total=total)
+            self.bar.start()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+            return
+        step = max(1, total // 10)
+        if total > 1 and (done % step == 0 or done == total) and done != self.last:
+            self.last = done
+            dt = time.monotonic() - self.t0
+            rate = done / dt if dt > 0 else 0.0
+            eta = (total - done) / rate if rate > 0 else 0.0
+            print(f"run: {done}/{total} inferences, {rate:.2f}/s, ETA {eta:.0f} s",
+                  file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _print_run(doc: dict, shift: int | None, faults: Faults | None, res) -> None:
@@ -95,8 +123,10 @@ def _print_run(doc: dict, shift: int | None, faults: Faults | None, res) -> None
               f"{fab.retransmissions} retransmissions, {fab.bad_frames} bad frames from PEs")
     if faults is not None:
         seen = sum(st.rx_bad_frames for st in res.stats.values())
+        resent = sum(st.ready_resent for st in res.stats.values())
         print(f"faults injected: {fab.injected_bitflips} bit flips, "
-              f"{fab.injected_garbage_bytes} garbage bytes; PEs counted {seen} bad frames")
+              f"{fab.injected_garbage_bytes} garbage bytes, {fab.injected_drops} dropped frames; "
+              f"PEs counted {seen} bad frames and resent {resent} READY credits")
     print(f"throughput: {doc['inferences']} inference(s) in {doc['seconds']:.3f} s = "
           f"{doc['inferences_per_s']:.2f} inferences/s over {doc['replicas']} replica(s)")
     if "slowest_stage" in doc and len(doc["pes"]) > 1:
@@ -105,31 +135,53 @@ def _print_run(doc: dict, shift: int | None, faults: Faults | None, res) -> None
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """``pemesh run OUT [--input X.npy] [--output Y.npy] [--platform qemu|host] [--check]
-    [--count K]``, for any number of PEs."""
-    from generator.verify.check import check_outputs, expected_outputs
+    """``pemesh run OUT [--input X] [--output Y] [--platform qemu|host] [--check] [--count K]
+    [--trace T.json]``, for any number of PEs: every item of the input K times."""
+    from generator.verify.check import check_outputs, expected_outputs_for
+    from generator.verify.inputs import load_items
 
     out = Path(args.out).resolve()
     tree = OutTree(out)
     manifest = read_manifest(out)
     plan = load_plan(out, manifest)
     stored = read_reference(out, manifest, "inputs") if not args.input else ()
-    inputs = load_inputs(args.input, plan.model_inputs, stored)
+    items = load_items(args.input, plan.model_inputs, stored)
+    output = output_path(args.output, len(plan.model_outputs)) if args.output else None
+    trace_path = Path(args.trace) if getattr(args, "trace", None) else None
+    if trace_path is not None and unwritable_reason(trace_path) is not None:
+        raise UsageError(f"--trace {trace_path}: {unwritable_reason(trace_path)}",
+                         hint="write the trace to a folder you own")
     count = max(1, int(getattr(args, "count", 1) or 1))
-    timeout = float(getattr(args, "timeout", 60.0) or 60.0)
+    check_capacity(len(plan.pes), args.platform)
     faults = _faults(args)
     shift = DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None
-    with MeshRunner(plan, platform=args.platform, icount_shift=shift, timeout=timeout,
-                    hop_delay_s=float(getattr(args, "hop_delay", 0) or 0), faults=faults,
-                    log_dir=tree.run_dir) as runner:
-        res = runner.infer_many([inputs] * count)
+    trace = TraceRecorder() if trace_path is not None else None
+    feed = [item for item in items for _ in range(count)]
+    progress = Progress(len(feed))
+    try:
+        with MeshRunner(plan, platform=args.platform, icount_shift=shift,
+                        timeout=float(getattr(args, "timeout", 60.0) or 60.0),
+                        hop_delay_s=float(getattr(args, "hop_delay", 0) or 0), faults=faults,
+                        log_dir=tree.run_dir, trace=trace, on_output=progress) as runner:
+            res = runner.infer_many(feed)
+    finally:
+        progress.close()
     doc = summary(plan, res, shift)
     write_run(out, run_record(doc, args.platform))
     _print_run(doc, shift, faults, res)
-    if args.output:
-        save_outputs(args.output, res.outputs[-1], plan.model_outputs)
-        print(f"output written to {args.output}")
+    if trace is not None:
+        seconds_per_cycle = QEMU_TICK_NS * 1e-9 if shift is not None else 1e-9
+        trace.write(trace_path, trace.to_chrome(
+            plan.pes, {i: st.cycles for i, st in res.stats.items()}, seconds_per_cycle,
+            float(plan.geometry.on_chip.bytes_per_s)))
+        print(f"trace written to {trace_path} (open it in ui.perfetto.dev or chrome://tracing)")
+    if output is not None:
+        last = res.outputs[-len(items) * count:][count - 1::count]    # the last run of each item
+        outs = last[0] if len(items) == 1 else [np.stack(o) for o in zip(*last)]
+        save_outputs(output, outs, plan.model_outputs)
+        print(f"output written to {output}"
+              + (f" ({len(items)} items along the first axis)" if len(items) > 1 else ""))
     if args.check:
-        refs = expected_outputs(out, manifest, inputs, user_inputs=bool(args.input))
-        check_outputs(res.outputs, refs, tree.run_dir)
+        refs = expected_outputs_for(out, manifest, items, user_inputs=bool(args.input))
+        check_outputs(res.outputs, [refs[k // count] for k in range(len(feed))], tree.run_dir)
     return 0

@@ -208,7 +208,8 @@ def import_onnx(model: Any, *, name: str = "model",
             f"{len(out_types)}", hint="report this model to the pemesh developers")
     outputs = tuple(TensorSpec(n, shape, dtype) for n, (shape, dtype) in zip(out_names, out_types))
     meta = {"opset": opset, "ir_version": int(model.ir_version),
-            "producer": f"{model.producer_name} {model.producer_version}".strip()}
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "nodes": tuple((n.name, n.op_type) for n in model.graph.node)}
     log.info("imported ONNX model %s (opset %d): %d input(s), %d output(s)", source, opset,
              len(inputs), len(outputs))
     return ImportedModel(name=c_identifier(name), source=source, format="onnx", mod=mod,
@@ -239,6 +240,24 @@ def _node_desc(node: Any, index: int) -> str:
     return f"node {label} (op {node.op_type}{dom})"
 
 
+#: ONNX ops whose output shape depends on the data, and what to do instead
+DATA_DEPENDENT_OPS = {
+    "NonZero": "replace the NonZero + gather with a mask multiply (x * (x != 0)) at export",
+    "Unique": "compute the unique values outside the model, or replace them with a "
+              "fixed-size operation",
+    "NonMaxSuppression": "run non-maximum suppression on the host after the model",
+    "Compress": "replace Compress with a mask multiply, or move it after the model",
+}
+
+
+def onnx_nodes_of_relax_op(model: ImportedModel, relax_op: str) -> list[str]:
+    """The ONNX nodes of ``model`` that TVM's importer turns into ``relax_op`` (by name:
+    ``relax.topk`` ← TopK), for errors that TVM raises about the Relax op."""
+    key = relax_op.rpartition(".")[2].replace("_", "").lower()
+    return [f"node {n!r} (op {op})" if n else f"an unnamed {op} node"
+            for n, op in model.meta.get("nodes", ()) if op.lower() == key]
+
+
 def _check_onnx_ops(graph: Any) -> None:
     """Every node (also in subgraphs) must have a converter in TVM's Relax ONNX frontend."""
     from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
@@ -248,6 +267,11 @@ def _check_onnx_ops(graph: Any) -> None:
 
     def walk(g: Any) -> None:
         for i, node in enumerate(g.node):
+            if node.domain in ("", "ai.onnx") and node.op_type in DATA_DEPENDENT_OPS:
+                raise UnsupportedModelError(
+                    f"{_node_desc(node, i)} gives an output whose shape depends on the input "
+                    "data; pemesh compiles graphs whose every shape is known at compile time",
+                    hint=DATA_DEPENDENT_OPS[node.op_type])
             if node.domain not in ("", "ai.onnx") or node.op_type not in supported:
                 bad.append(_node_desc(node, i))
             for attr in node.attribute:

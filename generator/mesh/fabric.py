@@ -14,10 +14,13 @@ every unacknowledged TENSOR frame is sent again in order (go-back-N; the timeout
 ACK comes, up to :data:`MAX_RTO`). READY and other frames are small and need no window, but keep
 their place in the queue behind TENSOR frames to the same PE.
 
-Fault injection (:class:`Faults`) on the fabric→PE direction: garbage bytes between frames (never
-containing the sync's first byte, so they cannot swallow a real frame) and single-bit flips in
-TENSOR frames (which go-back-N repairs), drawn from a seeded ``random.Random``: the same seed and
-the same traffic give the same faults.
+Fault injection (:class:`Faults`), drawn from a seeded ``random.Random`` (the same seed and the
+same traffic give the same faults): on the fabric→PE direction, garbage bytes between frames (sync
+bytes included: the decoders resynchronise), single-bit flips in TENSOR frames (go-back-N repairs
+them) and dropped frames of any type; on the PE→fabric direction, dropped frames of every type
+but TENSOR (ACKs: go-back-N resends; READY: the consumer resends it while its input stays empty).
+A TENSOR frame from a PE is dropped on its delivery leg instead, where the fabric keeps the copy
+it resends — a PE keeps none of what it sent (its output FIFO is the reliable part of the link).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from generator.boards.catalog import Mesh
 from generator.errors import RunError
 from generator.wire import HOST_ID, SYNC, Frame, FrameDecoder, FrameType, encode, unpack_ack
+
+if TYPE_CHECKING:
+    from generator.mesh.trace import TraceRecorder
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,9 @@ class Faults:
 
     ``pes``: the PE links to disturb (None = all). Per frame written: with probability
     ``garbage_rate`` 1..``garbage_max`` garbage bytes go before it; with probability
-    ``bitflip_rate`` a TENSOR frame is written with one bit flipped (after the sync).
-    ``max_faults`` caps the total (None = no cap).
+    ``bitflip_rate`` a TENSOR frame is written with one bit flipped (after the sync); with
+    probability ``drop_rate`` a frame is not written at all (and a non-TENSOR frame a PE sent is
+    not routed). ``max_faults`` caps the total (None = no cap).
     """
 
     seed: int = 0
@@ -65,6 +72,10 @@ class Faults:
     garbage_rate: float = 0.0
     garbage_max: int = 16
     bitflip_rate: float = 0.0
+    drop_rate: float = 0.0
+    #: frame types dropped on purpose, every one of them (tests: e.g. ``(READY,)``), at most
+    #: ``max_faults`` times
+    drop_types: tuple[int, ...] = ()
     max_faults: int | None = None
 
     def applies_to(self, pe: int) -> bool:
@@ -105,6 +116,7 @@ class FabricStats:
     undeliverable: int
     injected_garbage_bytes: int
     injected_bitflips: int
+    injected_drops: int = 0
 
     @classmethod
     def empty(cls) -> "FabricStats":
@@ -120,6 +132,7 @@ class FabricStats:
             "skipped_bytes": self.skipped_bytes, "undeliverable": self.undeliverable,
             "injected_garbage_bytes": self.injected_garbage_bytes,
             "injected_bitflips": self.injected_bitflips,
+            "injected_drops": self.injected_drops,
             "mesh_links": {f"{a}->{b}": t.to_json() for (a, b), t in sorted(self.mesh_links.items())},
             "from_pe": {str(k): t.to_json() for k, t in sorted(self.from_pe.items())},
             "to_pe": {str(k): t.to_json() for k, t in sorted(self.to_pe.items())},
@@ -172,8 +185,10 @@ class Fabric:
     def __init__(self, mesh: Mesh, endpoints: Iterable[int] | Mapping[int, int], *,
                  hop_delay_s: float = 0.0, faults: Faults | None = None,
                  rto: float = DEFAULT_RTO, sock_dir: str | None = None,
-                 on_host_frame: Callable[[int, Frame], None] | None = None):
+                 on_host_frame: Callable[[int, Frame], None] | None = None,
+                 trace: "TraceRecorder | None" = None):
         self.mesh = mesh
+        self.trace = trace
         windows = (dict(endpoints) if isinstance(endpoints, Mapping)
                    else {int(p): DEFAULT_RX_WINDOW for p in endpoints})
         for pe in windows:
@@ -194,6 +209,7 @@ class Fabric:
         self._undeliverable = 0
         self._garbage = 0
         self._flips = 0
+        self._drops = 0
         self._faults = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -282,7 +298,7 @@ class Fabric:
                 bad_frames=sum(p.decoder.bad_frames for p in ports),
                 skipped_bytes=sum(p.decoder.skipped_bytes for p in ports),
                 undeliverable=self._undeliverable, injected_garbage_bytes=self._garbage,
-                injected_bitflips=self._flips)
+                injected_bitflips=self._flips, injected_drops=self._drops)
 
     def start(self) -> "Fabric":
         """Start the routing thread (idempotent)."""
@@ -414,6 +430,8 @@ class Fabric:
                 self._on_frame(port, frame, now)
 
     def _on_frame(self, port: _Port, frame: Frame, now: float) -> None:
+        if frame.type != FrameType.TENSOR and self._drop(port.pe, frame):
+            return                          # lost on the PE → fabric leg
         if frame.type == FrameType.ACK:
             self._acks += 1
             try:
@@ -426,6 +444,21 @@ class Fabric:
         if frame.src != port.pe and frame.src != HOST_ID:
             log.debug("fabric: PE %d sent a frame with src %d", port.pe, frame.src)
         self._route(frame, encode(frame, max(256, len(frame.payload))), now, origin=port.pe)
+
+    def _drop(self, pe: int, frame: Frame) -> bool:
+        """Whether the fault injector drops ``frame`` on PE ``pe``'s link (and counts it)."""
+        f = self.faults
+        if f is None or not f.applies_to(pe) or not self._may_fault():
+            return False
+        if int(frame.type) in f.drop_types or (f.drop_rate and self._rng.random() < f.drop_rate):
+            self._drops += 1
+            self._faults += 1
+            if self.trace is not None:
+                self.trace.fault("drop", pe, frame)
+            log.debug("fabric: dropped %s %d->%d seq %d", frame.type, frame.src, frame.dst,
+                      frame.seq)
+            return True
+        return False
 
     def _on_ack(self, port: _Port, producer: int, acked: int) -> None:
         """Cumulative ACK of the (producer → port.pe) TENSOR frames up to ``acked``."""
@@ -454,11 +487,15 @@ class Fabric:
             return
         path = self.mesh.route(src, dst) if src in self._ports else ()
         prev = src
+        hops = []
         for nxt in path:
             c = self._links.setdefault((prev, nxt), [0, 0])
             c[0] += 1
             c[1] += len(wire)
+            hops.append((prev, nxt))
             prev = nxt
+        if self.trace is not None:
+            self.trace.routed(frame, len(wire), tuple(hops))
         self._routed[0] += 1
         self._routed[1] += len(wire)
         self._routed[2] += len(path)
@@ -470,6 +507,8 @@ class Fabric:
                 continue
             if port.inflight and now - port.inflight[0].sent_at >= port.rto:
                 port.retransmissions += len(port.inflight)
+                if self.trace is not None:
+                    self.trace.fault("retransmit", port.pe, count=len(port.inflight))
                 log.debug("fabric: PE %d: no ACK in %.2f s, resending %d frame(s)", port.pe,
                           port.rto, len(port.inflight))
                 for out in port.inflight:
@@ -494,11 +533,14 @@ class Fabric:
     def _write(self, port: _Port, out: _Out) -> None:
         wire = out.wire
         f = self.faults
+        if self._drop(port.pe, out.frame):
+            return                          # lost on the fabric → PE leg (TENSOR: resent)
         if f is not None and f.applies_to(port.pe) and self._may_fault():
             if f.garbage_rate and self._rng.random() < f.garbage_rate:
                 n = self._rng.randint(1, max(1, f.garbage_max))
-                junk = bytes(b if b != SYNC[0] else 0x00
-                             for b in self._rng.randbytes(n))
+                junk = self._rng.randbytes(n)
+                if n >= 2 and self._rng.random() < 0.25:
+                    junk = junk[:n - 2] + SYNC      # a sync the decoder must see through
                 port.txbuf += junk
                 port.tx_bytes += n
                 self._garbage += n

@@ -55,6 +55,12 @@ HOST_PTY_RE = re.compile(r"pemesh: link0 on (/dev/\S+)")
 STARTUP_TIMEOUT = 10.0
 BAUD = 115200
 
+#: memory one running PE costs this machine (resident set, measured: a qemu-system-arm 7.2
+#: lm3s6965evb PE 36.8 MB, a host-port PE 1.9 MB; plus the host side of its links), and the
+#: file descriptors it needs here (pty, two pipes, the fabric's listening and connected socket)
+PE_MEMORY_BYTES = {"qemu": 40 << 20, "host": 3 << 20}
+PE_FDS = 6
+
 _live: "weakref.WeakSet[PeProcess]" = weakref.WeakSet()
 _atexit_registered = False
 
@@ -79,6 +85,47 @@ def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
     if gdb_port is not None:
         cmd += ["-gdb", f"tcp:127.0.0.1:{int(gdb_port)}"]
     return tuple(cmd)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_capacity(n_pes: int, platform: str) -> None:
+    """Refuse, before anything starts, a run whose PEs this machine cannot hold: their memory
+    against MemAvailable and their file descriptors against RLIMIT_NOFILE (raised to the hard
+    limit when that is enough). DoesNotFitError with the numbers."""
+    from generator.errors import DoesNotFitError
+
+    need = n_pes * PE_MEMORY_BYTES.get(platform, PE_MEMORY_BYTES["qemu"])
+    have = available_memory()
+    if have is not None and need > have:
+        raise DoesNotFitError(
+            f"{n_pes} {platform} PEs need about {need / 2**30:.1f} GiB "
+            f"({PE_MEMORY_BYTES[platform] >> 20} MiB each) and this machine has "
+            f"{have / 2**30:.1f} GiB available",
+            hint="run on host PEs (--platform host, ~3 MiB each), on a smaller mesh "
+                 "(--mesh, --replicas), or on several machines")
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return
+    want = n_pes * PE_FDS + 64
+    if soft != resource.RLIM_INFINITY and want > soft:
+        if hard == resource.RLIM_INFINITY or want <= hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        else:
+            raise DoesNotFitError(
+                f"{n_pes} PEs need about {want} open files and this process may open {hard}",
+                hint="raise the limit ('ulimit -n'), or run a smaller mesh")
 
 
 def ticks_to_instructions(ticks: int, icount_shift: int) -> float:

@@ -22,7 +22,7 @@ import selectors
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -37,8 +37,10 @@ from generator.mesh.fabric import Fabric, FabricStats, Faults
 from generator.mesh.hostlink import READY, MeshPeLink, _unpack, pe_error, ping_all
 from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, launch,
                                    ticks_to_instructions)
+from generator.mesh.trace import TraceRecorder
 from generator.types import TensorSpec
-from generator.wire import Frame, FrameType, Stats, unpack_stats
+from generator.wire import (HOST_ID, WAIT_CREDIT, WAIT_INPUT, Frame, FrameType, Stats, describe_wait,
+                            ready_count, unpack_ready, unpack_stats)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,23 @@ def load_plan(out: Path, manifest: Manifest | None = None) -> RunPlan:
 
 
 @dataclass
+class _Credit:
+    """Flow control of one entry stream (host → PE): tensors sent, and the count of consumed
+    tensors the PE's last READY named. One buffer per input: the host may send when the PE
+    has consumed every tensor sent so far (a repeated or late READY changes nothing)."""
+
+    sent: int = 0
+    consumed: int = 0
+
+    @property
+    def free(self) -> bool:
+        return (self.sent - self.consumed) & 0xFFFF == 0
+
+    def ready(self, count: int | None) -> None:
+        self.consumed = self.sent if count is None else count
+
+
+@dataclass
 class _Pending:
     """Reassembly of one output stream of one PE."""
 
@@ -164,7 +183,9 @@ class MeshRunner:
     def __init__(self, plan: RunPlan, *, platform: str | None = None,
                  icount_shift: int | None = DEFAULT_ICOUNT_SHIFT, timeout: float = 60.0,
                  startup_timeout: float = 30.0, hop_delay_s: float = 0.0,
-                 faults: Faults | None = None, log_dir: Path | None = None):
+                 faults: Faults | None = None, log_dir: Path | None = None,
+                 trace: TraceRecorder | None = None,
+                 on_output: Callable[[int, int], None] | None = None):
         self.plan = plan
         self.timeout = timeout
         self.startup_timeout = startup_timeout
@@ -174,14 +195,20 @@ class MeshRunner:
         self.log_dir = log_dir
         # one PE: no fabric (its routes all lead to the host on link 0)
         self.fabric: Fabric | None = (
-            Fabric(plan.geometry, list(plan.pes), hop_delay_s=hop_delay_s, faults=faults)
+            Fabric(plan.geometry, list(plan.pes), hop_delay_s=hop_delay_s, faults=faults,
+                   trace=trace)
             if len(plan.pes) > 1 else None)
+        self.trace = trace
+        #: called with (outputs done, outputs wanted) as each inference completes
+        self.on_output = on_output
         self.procs: dict[int, PeProcess] = {}
         self.links: dict[int, MeshPeLink] = {}
         self._ports: list[Any] = []
         self._sel: selectors.BaseSelector | None = None
         self.stats: dict[int, Stats] = {}
         self.runs: dict[int, int] = {pe: 0 for pe in plan.pes}
+        #: per entry stream (pe, stream): the host's READY credit state (kept across calls)
+        self._entry = {(pe, s): _Credit() for r in plan.replicas for pe, s, _ in r.entry}
         self._closed = False
 
     # --- start / stop ---------------------------------------------------------------------------
@@ -265,7 +292,7 @@ class MeshRunner:
         plan = self.plan
         n_rep = len(plan.replicas)
         blobs = [[self._input_blob(x, i) for i, x in enumerate(xs)] for xs in inputs]
-        credits = {(pe, s): 1 for r in plan.replicas for pe, s, _ in r.entry}
+        credits = self._entry
         next_k = {r: r for r in range(n_rep)}           # next input index per replica
         streams: dict[tuple[int, int], _Pending] = {}
         results: list[list[np.ndarray] | None] = [None] * len(inputs)
@@ -276,10 +303,13 @@ class MeshRunner:
             now = time.monotonic()
             for r, rep in enumerate(plan.replicas):       # feed every replica that has credit
                 k = next_k[r]
-                if k < len(inputs) and all(credits[(pe, s)] > 0 for pe, s, _ in rep.entry):
+                if k < len(inputs) and all(credits[(pe, s)].free for pe, s, _ in rep.entry):
                     for pe, s, mi in rep.entry:
-                        credits[(pe, s)] -= 1
+                        credits[(pe, s)].sent += 1
                         self.links[pe].send_tensor(s, blobs[k][mi])
+                        if self.trace is not None:
+                            self.trace.host("tx", pe, Frame(FrameType.TENSOR, HOST_ID, pe, s,
+                                                            0, 0, 1, b""), len(blobs[k][mi]))
                     next_k[r] = k + n_rep
                     last_progress = now
             for link in self.links.values():
@@ -301,6 +331,8 @@ class MeshRunner:
                     results[k] = outs
                     done += 1
                     last_progress = time.monotonic()
+                    if self.on_output is not None:
+                        self.on_output(done, len(inputs))
             self._check_alive(results, streams)
             if time.monotonic() - last_progress > self.timeout:
                 raise self._stalled(results, streams)
@@ -317,17 +349,20 @@ class MeshRunner:
             a = a.reshape(spec.shape).astype(np.dtype(spec.dtype).newbyteorder("<"))
         return np.ascontiguousarray(a).tobytes()
 
-    def _on_frame(self, link: MeshPeLink, frame: Frame, credits: dict[tuple[int, int], int],
+    def _on_frame(self, link: MeshPeLink, frame: Frame, credits: dict[tuple[int, int], _Credit],
                   streams: dict[tuple[int, int], _Pending]) -> None:
         pe = self.plan.pes[link.pe_id]
+        if self.trace is not None:
+            self.trace.host("rx", pe.id, frame, len(frame.payload) + 26)
         if int(frame.type) == READY:
-            # READY names the consumer's input stream (the SOURCE route's ``a``)
-            stream = (int.from_bytes(frame.payload[:2], "little") if len(frame.payload) >= 2
-                      else frame.stream)
-            if (pe.id, stream) in credits:
-                credits[(pe.id, stream)] = 1        # one buffer per input: at most one credit
-            else:
+            # READY names the consumer's input stream (the SOURCE route's ``a``) and how many
+            # tensors it has consumed there: a credit only for the tensor the host sends next
+            stream = unpack_ready(frame.payload) if len(frame.payload) >= 2 else frame.stream
+            credit = credits.get((pe.id, stream))
+            if credit is None:
                 log.debug("%s: READY(%d) for no entry stream", pe.describe(), stream)
+            else:
+                credit.ready(ready_count(frame.payload))
         elif frame.type == FrameType.TENSOR:
             p = streams.setdefault((pe.id, frame.stream), _Pending())
             if frame.chunk == 0:
@@ -400,32 +435,41 @@ class MeshRunner:
                            hint="see the PE's log")
 
     def _stalled(self, results: list, streams: dict[tuple[int, int], _Pending]) -> RunError:
-        """Name the PE most likely stuck: one that does not answer a STATS request, else one that
-        does not ACK, else the PE of the waiting replica that ran the fewest inferences."""
+        """Name the PE that is stuck and what it waits for: one that does not answer a STATS
+        request; else one whose link does not ACK; else, from the PEs' own STATS, the first PE
+        of the waiting replica (in pipeline order) that waits for a credit, then for input."""
         awaited = self._awaited(results, streams)
         k = next((i for i, r in enumerate(results) if r is None), 0)
         r = k % len(self.plan.replicas)
         _, silent = self.request_stats(timeout=min(3.0, self.timeout))
-        why = ""
+        pe_id, why = None, ""
         if silent:
             silent.sort(key=lambda pe: (self.plan.pes[pe].replica != r, pe))
             pe_id, why = silent[0], "does not answer (no STATS to a STATS request)"
-        else:
-            pe_id = None
+        if pe_id is None:
             for cand in sorted(self.plan.pes):
                 link = self.links.get(cand)
-                if (self.fabric is not None and self.fabric.pending(cand)[1]) or (link is not None
-                                                    and link.oldest_unacked_age > 1.0):
+                if (self.fabric is not None and self.fabric.pending(cand)[1]) or (
+                        link is not None and link.oldest_unacked_age > 1.0):
                     pe_id, why = cand, "does not acknowledge the frames sent to it"
                     break
-            if pe_id is None:
-                members = sorted((pe for pe in self.plan.pes.values() if pe.replica == r),
-                                 key=lambda pe: (self.runs[pe.id], pe.id))
-                pe_id = members[0].id if members else min(self.plan.pes)
-                why = f"ran only {self.runs[pe_id]} inference(s)"
+        if pe_id is None:
+            order = sorted((pe for pe in self.plan.pes.values() if pe.replica == r),
+                           key=lambda pe: (pe.record.stage_index, pe.id))
+            waits = [(pe, self.stats[pe.id].waiting) for pe in order if pe.id in self.stats]
+            for kind in (WAIT_CREDIT, WAIT_INPUT):
+                hit = next(((pe, w) for pe, w in waits if w >> 24 == kind), None)
+                if hit is not None:
+                    pe_id, why = hit[0].id, describe_wait(hit[1])
+                    break
+        if pe_id is None:
+            members = sorted((pe for pe in self.plan.pes.values() if pe.replica == r),
+                             key=lambda pe: (self.runs[pe.id], pe.id))
+            pe_id = members[0].id if members else min(self.plan.pes)
+            why = f"ran only {self.runs[pe_id]} inference(s) and waits for nothing"
         pe = self.plan.pes[pe_id]
-        return RunError(f"{pe.describe()} stopped answering: it {why}; the host awaited {awaited} "
-                        f"for {self.timeout:g} s",
+        return RunError(f"{pe.describe()} stopped the run: it {why}; the host awaited "
+                        f"{awaited} for {self.timeout:g} s",
                         hint="see the PE logs; raise --timeout for slow models")
 
     def request_stats(self, timeout: float = 3.0) -> tuple[dict[int, Stats], list[int]]:

@@ -26,9 +26,26 @@ def expected_outputs(out: Path, manifest: Manifest, inputs: Sequence[np.ndarray]
     """The reference outputs for ``inputs`` (stored ones unless the user gave the inputs)."""
     if not user_inputs:
         return read_reference(out, manifest, "outputs")
+    from generator.verify.reference import run_reference
+
+    return run_reference(_model_of(manifest), list(inputs))
+
+
+def expected_outputs_for(out: Path, manifest: Manifest,
+                         items: Sequence[Sequence[np.ndarray]],
+                         user_inputs: bool) -> list[list[np.ndarray]]:
+    """The reference outputs of every input item (the stored ones for the stored input; the
+    model imported once and run per item for the user's own inputs)."""
+    if not user_inputs:
+        return [expected_outputs(out, manifest, items[0], user_inputs=False)]
+    model = _model_of(manifest)
+    from generator.verify.reference import run_reference
+    return [run_reference(model, list(item)) for item in items]
+
+
+def _model_of(manifest: Manifest):
     from generator.frontend.importers import load_model
     from generator.frontend.quantize import quantize_if_qdq
-    from generator.verify.reference import run_reference
 
     source = Path(manifest.model.source)
     if not source.is_file():
@@ -38,19 +55,21 @@ def expected_outputs(out: Path, manifest: Manifest, inputs: Sequence[np.ndarray]
                               "put the model back")
     shapes = {t.name: t.shape for t in manifest.model.inputs}
     model = load_model(source, name=manifest.model.name, input_shapes=shapes)
-    model = quantize_if_qdq(model, source)
-    log.info("computing the TVM reference for the given input(s) from %s", source)
-    return run_reference(model, list(inputs))
+    log.info("computing the reference for the given input(s) from %s", source)
+    return quantize_if_qdq(model, source)
 
 
-def check_outputs(runs: Sequence[Sequence[np.ndarray]], refs: Sequence[np.ndarray],
+def check_outputs(runs: Sequence[Sequence[np.ndarray]], refs: Sequence[Sequence[np.ndarray]],
                   log_dir: Path) -> None:
-    """Print per-output errors of the first run; raise CheckError if any run differs."""
+    """Print per-output errors of the first run; raise CheckError if any run differs from its
+    reference outputs (``refs[k]`` for run ``k``)."""
     from generator.verify.reference import compare, tolerance
 
+    if len(refs) != len(runs):
+        raise ValueError(f"{len(runs)} runs but {len(refs)} reference lists")
     bad = []
     for k, outs in enumerate(runs):
-        for i, (o, r) in enumerate(zip(outs, refs)):
+        for i, (o, r) in enumerate(zip(outs, refs[k])):
             ok, err = compare(o, r)
             if np.shape(o) != np.shape(r):
                 bad.append(f"input {k} output {i}: shape {np.shape(o)} != reference "

@@ -102,7 +102,9 @@ def test_recompile_replaces_the_old_build(tmp_path, capsys):
     second = save(ZOO["dense_gemm"](), tmp_path / "b.onnx")
     assert main(["compile", str(first), "-o", str(out)]) == 0
     assert main(["build", str(out), "--backend", "host"]) == 0
-    assert main(["compile", str(second), "-o", str(out)]) == 0
+    assert main(["compile", str(second), "-o", str(out)]) == 2     # an earlier compile is there
+    assert "--force" in capsys.readouterr().err
+    assert main(["compile", str(second), "-o", str(out), "--force"]) == 0
     assert not (out / "build").exists()
     assert main(["run", str(out), "--platform", "host", "--check"]) == 2   # not built yet
     assert "pemesh build" in capsys.readouterr().err
@@ -134,7 +136,7 @@ def test_failed_compile_keeps_the_previous_out(tmp_path):
                           [numpy_helper.from_array(w, "w")])
     big = tmp_path / "big.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), big)
-    assert main(["compile", str(big), "-o", str(out)]) == 4
+    assert main(["compile", str(big), "-o", str(out), "--force"]) == 4
     assert (out / "mesh.json").read_text() == before
     assert not (tmp_path / "out.pemesh-partial").exists()
 

@@ -252,7 +252,7 @@ def test_fault_injection_is_deterministic(mesh4):
     assert a == b and na == nb > 0 and a != c
     frames = b"".join(encode(Frame(FrameType.TENSOR, 0, 3, 0, seq, 0, 1, bytes([seq]) * 30))
                       for seq in range(8))
-    assert a.count(0xA5) == frames.count(0xA5)          # garbage never holds a sync byte
+    assert a.count(0xA5) > frames.count(0xA5)           # garbage holds sync bytes too
 
 
 def test_hop_delay(net):

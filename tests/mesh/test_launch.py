@@ -64,16 +64,16 @@ def test_check_outputs_tolerance_nan_and_integers(tmp_path, capsys):
     from generator.verify.check import check_outputs
 
     ref = np.array([0.0, 100.0])
-    check_outputs([[ref + 0.005]], [ref], tmp_path)            # within 1e-4 * 101
+    check_outputs([[ref + 0.005]], [[ref]], tmp_path)            # within 1e-4 * 101
     with pytest.raises(CheckError):
-        check_outputs([[ref + 0.02]], [ref], tmp_path)
+        check_outputs([[ref + 0.02]], [[ref]], tmp_path)
     nan = np.array([np.nan, 1.0], np.float32)
-    check_outputs([[nan.copy()]], [nan], tmp_path)              # NaN where the reference has it
+    check_outputs([[nan.copy()]], [[nan]], tmp_path)              # NaN where the reference has it
     ints = np.array([100000, 2], np.int32)
     with pytest.raises(CheckError):                            # integers must match exactly
-        check_outputs([[ints + 1]], [ints], tmp_path)
+        check_outputs([[ints + 1]], [[ints]], tmp_path)
     with pytest.raises(CheckError, match="shape"):
-        check_outputs([[np.zeros(3)]], [np.zeros(2)], tmp_path)
+        check_outputs([[np.zeros(3)]], [[np.zeros(2)]], tmp_path)
     assert "check: OK" in capsys.readouterr().out
 
 

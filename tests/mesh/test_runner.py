@@ -145,7 +145,7 @@ def test_qemu_mesh_hung_pe_is_named_in_bounded_time(qemu_out):
         os.kill(runner.procs[2].proc.pid, signal.SIGSTOP)   # replica 1's stage 1
         t0 = time.monotonic()
         with pytest.raises(RunError, match=r"PE 2 \(pe2, stage tiny_cnn_s1, replica 1.*"
-                                           r"stopped answering"):
+                                           r"stopped the run: it does not answer"):
             runner.infer_many(_inputs(plan, 2))
         assert time.monotonic() - t0 < 3 + 3 + 2
     finally:

@@ -447,7 +447,8 @@ def test_two_host_pes_pipeline_over_unix_sockets(pipeline_root, tmp_path):
         assert stats[-1].ready_sent == 6 and stats[-1].rx_gaps == 0
         kinds = [(f.src, f.dst, f.type.name) for f in relay.forwarded]
         assert kinds.count((A_ID, B_ID, "TENSOR")) == 6   # 3 runs x 2 chunks
-        assert kinds.count((B_ID, A_ID, "READY")) == 3
+        readies = kinds.count((B_ID, A_ID, "READY"))   # one per run, plus any B resent idle
+        assert readies >= 3 and readies - 3 >= stats[-1].ready_resent
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=5) == 0
@@ -485,7 +486,8 @@ def test_two_lm3s6965_pes_pipeline_on_qemu(pipeline_root, tmp_path):
         assert all(s.cycles > 0 for s in stats)
         kinds = [(f.src, f.dst, f.type.name) for f in relay.forwarded]
         assert kinds.count((A_ID, B_ID, "TENSOR")) == 6
-        assert kinds.count((B_ID, A_ID, "READY")) == 3
+        readies = kinds.count((B_ID, A_ID, "READY"))   # one per run, plus any B resent idle
+        assert readies >= 3 and readies - 3 >= stats[-1].ready_resent
     finally:
         for proc in procs:
             stop_process(proc)

@@ -262,6 +262,9 @@ void pemesh_pe_stats(struct pemesh_pe *pe, uint8_t link, uint16_t dst)
 	v[PEMESH_STAT_READY_RECEIVED] = pe->ready_received;
 	v[PEMESH_STAT_CREDIT_STALLS] = pe->credit_stalls;
 	v[PEMESH_STAT_RX_WRONG_SOURCE] = pe->rx_wrong_source;
+	v[PEMESH_STAT_READY_RESENT] = pe->ready_resent;
+	v[PEMESH_STAT_READY_STALE] = pe->ready_stale;
+	v[PEMESH_STAT_WAITING] = pemesh_pe_is_stage(pe) ? pemesh_pe_waiting(pe) : 0u;
 
 	pemesh_put_le16(&pe->payload[0], PEMESH_STAT_COUNT);
 	pemesh_put_le16(&pe->payload[2], 0u);
@@ -476,6 +479,7 @@ int pemesh_pe_main(void)
 				total += n;
 			}
 		}
+		pemesh_pe_tick(pe, pemesh_cycles());
 		if (total == 0u) {
 			pemesh_port_idle();
 		}

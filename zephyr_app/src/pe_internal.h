@@ -77,6 +77,9 @@ int pemesh_pe_inputs_complete(const struct pemesh_pe *pe);
  */
 int pemesh_pe_stage_init(struct pemesh_pe *pe, const volatile struct pemesh_pe_config *cfg);
 
+/** @brief What a STAGE PE waits for, as STATS value PEMESH_STAT_WAITING. */
+uint32_t pemesh_pe_waiting(const struct pemesh_pe *pe);
+
 /** @brief Handle one good frame that arrived on @p link of a STAGE PE. */
 void pemesh_pe_frame_stage(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f);
 

@@ -4,7 +4,11 @@
  * Role STAGE of the PE main loop: a pipeline stage of a mesh (docs/CONTRACTS.md §6). TENSOR
  * frames are accepted from each source only in seq order; an output goes out by its OUTPUT
  * routes when the route holds a READY credit; after every run a READY goes back to each
- * input's source. Frames to the host leave on link 0, frames to PEs on link 1. All state is in
+ * input's source. READY carries (u16 stream, u16 count): the consumer has consumed `count`
+ * tensors of that input and waits for the next, so a producer that has sent `count` tensors on
+ * the route takes it as its one credit and ignores any other (a stale or repeated READY). An
+ * input still empty a READY period after its READY sends it again (pemesh_pe_tick): a lost
+ * READY heals. Frames to the host leave on link 0, frames to PEs on link 1. All state is in
  * struct pemesh_pe (pe.c owns the one instance).
  */
 #include <errno.h>
@@ -63,10 +67,52 @@ int pemesh_pe_stage_init(struct pemesh_pe *pe, const volatile struct pemesh_pe_c
 		}
 		rt->credits = 1u;
 		rt->pending = 0u;
+		rt->count = 0u;
+		rt->ready_at = pemesh_cycles(); /* producers start with the credit for tensor 0 */
+		rt->ready_backoff = 0u;
 		(void)pemesh_pe_peer(pe, rt->r.pe, 1);
 	}
 	(void)pemesh_pe_peer(pe, PEMESH_HOST_ID, 1);
+	pe->ready_period = pemesh_cycles_per_second() * PEMESH_READY_PERIOD_MS / 1000u;
 	return 0;
+}
+
+/** Most doublings of the READY resend period while an input stays empty (2^5 x the base). */
+#define PEMESH_READY_MAX_BACKOFF 5u
+
+/* Role STAGE: READY for the SOURCE route @p rt: "I consumed rt->count tensors of input a". */
+static void pemesh_pe_send_ready(struct pemesh_pe *pe, struct pemesh_pe_route *rt)
+{
+	uint8_t ready[4];
+
+	pemesh_put_le16(ready, rt->r.a);
+	pemesh_put_le16(&ready[2], rt->count);
+	pemesh_pe_send(pe, pemesh_pe_stage_link(rt->r.pe), PEMESH_FRAME_READY, rt->r.pe, rt->r.a,
+		       ready, sizeof(ready));
+	rt->ready_at = pemesh_cycles();
+}
+
+void pemesh_pe_tick(struct pemesh_pe *pe, uint64_t now)
+{
+	if (pe->role != PEMESH_ROLE_STAGE || pe->init_status != 0 || pe->ready_period == 0u) {
+		return;
+	}
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		struct pemesh_pe_route *rt = &pe->routes[i];
+
+		/* only across the mesh: the host link loses nothing, and nothing is written to it
+		 * unasked (a board's USB serial or an unopened pty may not take it) */
+		if (rt->r.kind != PEMESH_ROUTE_SOURCE || rt->r.pe == PEMESH_HOST_ID ||
+		    pe->in[rt->r.a].next_chunk != 0u ||
+		    now - rt->ready_at < (pe->ready_period << rt->ready_backoff)) {
+			continue;
+		}
+		pemesh_pe_send_ready(pe, rt);
+		pe->ready_resent++;
+		if (rt->ready_backoff < PEMESH_READY_MAX_BACKOFF) {
+			rt->ready_backoff++; /* an idle pipeline: resend ever more rarely */
+		}
+	}
 }
 
 /* Role STAGE: send every pending output whose route holds a credit (routes to the host need
@@ -93,6 +139,7 @@ static int pemesh_pe_flush(struct pemesh_pe *pe)
 			to_host = 1;
 		} else {
 			rt->credits--;
+			rt->count++;
 		}
 	}
 	return to_host;
@@ -117,15 +164,14 @@ static void pemesh_pe_infer_stage(struct pemesh_pe *pe)
 
 	/* the inputs are consumed (even by a failed run): their producers may refill them */
 	for (uint8_t i = 0; i < pe->n_routes; i++) {
-		const struct pemesh_route *r = &pe->routes[i].r;
-		uint8_t ready[2];
+		struct pemesh_pe_route *rt = &pe->routes[i];
 
-		if (r->kind != PEMESH_ROUTE_SOURCE) {
+		if (rt->r.kind != PEMESH_ROUTE_SOURCE) {
 			continue;
 		}
-		pemesh_put_le16(ready, r->a);
-		pemesh_pe_send(pe, pemesh_pe_stage_link(r->pe), PEMESH_FRAME_READY, r->pe, r->a,
-			       ready, sizeof(ready));
+		rt->count++;
+		rt->ready_backoff = 0u;
+		pemesh_pe_send_ready(pe, rt);
 		pe->ready_sent++;
 	}
 	if (status != 0) {
@@ -224,11 +270,13 @@ static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
 	pemesh_pe_try_run(pe);
 }
 
-/* Role STAGE: a READY gives the credit back to the OUTPUT routes it names. */
+/* Role STAGE: a READY gives the credit back to the OUTPUT routes it names, when it asks for
+ * the tensor the route sends next (a 2-byte READY, without a count, always does). */
 static void pemesh_pe_ready(struct pemesh_pe *pe, const struct pemesh_frame *f)
 {
 	uint16_t stream;
 	int matched = 0;
+	int stale = 0;
 
 	if (f->len < 2u) {
 		pe->dropped_frames++;
@@ -238,13 +286,22 @@ static void pemesh_pe_ready(struct pemesh_pe *pe, const struct pemesh_frame *f)
 	for (uint8_t i = 0; i < pe->n_routes; i++) {
 		struct pemesh_pe_route *rt = &pe->routes[i];
 
-		if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->r.pe == f->src && rt->r.b == stream) {
-			rt->credits = 1u; /* one buffer per input: never more than one credit */
-			matched = 1;
+		if (rt->r.kind != PEMESH_ROUTE_OUTPUT || rt->r.pe != f->src || rt->r.b != stream) {
+			continue;
 		}
+		if (f->len >= 4u && pemesh_get_le16(&f->payload[2]) != rt->count) {
+			stale = 1; /* for a tensor already sent (repeated or late): no credit */
+			continue;
+		}
+		rt->credits = 1u; /* one buffer per input: never more than one credit */
+		matched = 1;
 	}
 	if (!matched) {
-		pe->dropped_frames++;
+		if (stale) {
+			pe->ready_stale++;
+		} else {
+			pe->dropped_frames++;
+		}
 		return;
 	}
 	pe->ready_received++;
@@ -252,6 +309,39 @@ static void pemesh_pe_ready(struct pemesh_pe *pe, const struct pemesh_frame *f)
 		pemesh_pe_stats(pe, PEMESH_LINK_HOST, PEMESH_HOST_ID);
 	}
 	pemesh_pe_try_run(pe);
+}
+
+static uint32_t pemesh_wait(uint32_t kind, uint16_t tensor, uint16_t pe_id)
+{
+	return (kind << 24) | ((uint32_t)(tensor & 0xFFu) << 16) | pe_id;
+}
+
+uint32_t pemesh_pe_waiting(const struct pemesh_pe *pe)
+{
+	int any_input = 0;
+
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		const struct pemesh_pe_route *rt = &pe->routes[i];
+
+		if (rt->r.kind == PEMESH_ROUTE_OUTPUT && rt->pending != 0u && rt->credits == 0u) {
+			return pemesh_wait(PEMESH_WAIT_CREDIT, rt->r.a, rt->r.pe);
+		}
+		if (rt->r.kind == PEMESH_ROUTE_SOURCE && pe->in[rt->r.a].next_chunk != 0u) {
+			any_input = 1;
+		}
+	}
+	if (!any_input) {
+		return pemesh_wait(PEMESH_WAIT_NONE, 0u, 0u);
+	}
+	for (uint8_t i = 0; i < pe->n_routes; i++) {
+		const struct pemesh_pe_route *rt = &pe->routes[i];
+
+		if (rt->r.kind == PEMESH_ROUTE_SOURCE &&
+		    pe->in[rt->r.a].next_chunk != pe->in[rt->r.a].nchunks) {
+			return pemesh_wait(PEMESH_WAIT_INPUT, rt->r.a, rt->r.pe);
+		}
+	}
+	return pemesh_wait(PEMESH_WAIT_NONE, 0u, 0u);
 }
 
 void pemesh_pe_frame_stage(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f)

@@ -28,6 +28,9 @@
 #ifndef CONFIG_PEMESH_LINKS
 #define CONFIG_PEMESH_LINKS 3
 #endif
+#ifndef CONFIG_PEMESH_READY_PERIOD_MS
+#define CONFIG_PEMESH_READY_PERIOD_MS 300
+#endif
 
 /** Largest frame payload in bytes (docs/CONTRACTS.md §1). */
 #define PEMESH_MAX_PAYLOAD ((uint16_t)CONFIG_PEMESH_MAX_PAYLOAD)
@@ -37,6 +40,8 @@
 #define PEMESH_MAX_TENSORS CONFIG_PEMESH_MAX_TENSORS
 /** Number of links the port drives (link 0 = host link). */
 #define PEMESH_LINKS CONFIG_PEMESH_LINKS
+/** Milliseconds (of the PE's clock) after which a READY for a still-empty input goes again. */
+#define PEMESH_READY_PERIOD_MS ((uint32_t)CONFIG_PEMESH_READY_PERIOD_MS)
 
 #if (CONFIG_PEMESH_RX_BUFFER_SIZE & (CONFIG_PEMESH_RX_BUFFER_SIZE - 1)) != 0
 #error "CONFIG_PEMESH_RX_BUFFER_SIZE must be a power of two"

@@ -52,6 +52,17 @@ enum pemesh_frame_type {
 /** The highest valid frame type. */
 #define PEMESH_FRAME_TYPE_MAX PEMESH_FRAME_READY
 
+/**
+ * STATS value PEMESH_STAT_WAITING: bits 31..24 what a STAGE PE waits for, 23..16 the tensor
+ * (input or output index), 15..0 the PE it waits on (0xFFFF = the host).
+ * PEMESH_WAIT_NONE: nothing (idle, all inputs empty, outputs sent);
+ * PEMESH_WAIT_INPUT: the rest of an input that has begun to arrive, or an input while
+ * another input is complete; PEMESH_WAIT_CREDIT: a READY for an output that is ready to go.
+ */
+#define PEMESH_WAIT_NONE 0u
+#define PEMESH_WAIT_INPUT 1u
+#define PEMESH_WAIT_CREDIT 2u
+
 /** Values of a STATS payload, in wire order (append only). */
 enum pemesh_stat {
 	PEMESH_STAT_INFERENCES = 0,
@@ -72,6 +83,9 @@ enum pemesh_stat {
 	PEMESH_STAT_READY_RECEIVED, /**< READY frames that gave a credit back */
 	PEMESH_STAT_CREDIT_STALLS,  /**< runs delayed because an output waited for a credit */
 	PEMESH_STAT_RX_WRONG_SOURCE, /**< STAGE: TENSOR frames from a PE not the input's SOURCE */
+	PEMESH_STAT_READY_RESENT,   /**< STAGE: READY frames sent again for a still-empty input */
+	PEMESH_STAT_READY_STALE,    /**< STAGE: READY frames for a tensor already sent (ignored) */
+	PEMESH_STAT_WAITING,        /**< STAGE: what the PE waits for (PEMESH_WAIT_*) */
 	PEMESH_STAT_COUNT, /**< number of values */
 };
 

@@ -36,6 +36,9 @@ struct pemesh_pe_route {
 	struct pemesh_route r; /**< the entry from pemesh_pe_config */
 	uint8_t credits;       /**< OUTPUT: tensors it may still send (0 or 1) */
 	uint8_t pending;       /**< OUTPUT: the last run's output still waits to go out */
+	uint16_t count;        /**< OUTPUT: tensors sent; SOURCE: tensors consumed (mod 2^16) */
+	uint64_t ready_at;     /**< SOURCE: pemesh_cycles() when READY last went out */
+	uint8_t ready_backoff; /**< SOURCE: resends since the last run (the period doubles) */
 };
 
 /**
@@ -73,6 +76,9 @@ struct pemesh_pe {
 	uint32_t ready_received;                 /**< STAGE: READY frames that gave a credit */
 	uint32_t credit_stalls;                  /**< STAGE: runs delayed by missing credits */
 	uint32_t rx_wrong_source;                /**< STAGE: TENSOR frames not from the SOURCE */
+	uint32_t ready_resent;                   /**< STAGE: READY frames sent again while idle */
+	uint32_t ready_stale;                    /**< STAGE: READY frames for an older tensor */
+	uint64_t ready_period;                   /**< STAGE: cycles between READY resends */
 };
 
 /**
@@ -90,7 +96,9 @@ struct pemesh_pe {
  * only in seq order per source (duplicates re-ACKed, gaps dropped) and only from the PE the
  * input's SOURCE route names (others are ACKed, counted and reported to the host); outputs
  * go by the OUTPUT routes, one tensor per READY credit; after a run READY goes back to every
- * input's source.
+ * input's source. READY carries the number of tensors consumed on that input: a producer
+ * takes it as a credit only for the tensor it would send next, and a consumer whose input
+ * stays empty sends its READY again every PEMESH_READY_PERIOD_MS (lost READYs heal).
  *
  * @retval -errno only if the port cannot be initialised (otherwise it does not return)
  */
@@ -109,6 +117,14 @@ int pemesh_pe_init(struct pemesh_pe *pe);
  * Links >= PEMESH_PE_RX_LINKS are ignored.
  */
 void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data, size_t len);
+
+/**
+ * @brief Time-driven work (exposed for tests; pemesh_pe_main() calls it on every pass): in
+ * role STAGE, an input from another PE that is still empty a READY period after its last
+ * READY sends that READY again (the period doubling up to 32x while it stays empty), so a
+ * READY lost on the mesh cannot stall the pipeline.
+ */
+void pemesh_pe_tick(struct pemesh_pe *pe, uint64_t now);
 
 /** @brief pemesh_pe_feed_link() on the host link (link 0). */
 void pemesh_pe_feed(struct pemesh_pe *pe, const uint8_t *data, size_t len);

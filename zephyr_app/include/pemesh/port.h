@@ -50,4 +50,9 @@ void pemesh_port_idle(void);
  */
 uint64_t pemesh_cycles(void);
 
+/**
+ * @brief How many pemesh_cycles() units make one second (of the emulated clock under QEMU).
+ */
+uint64_t pemesh_cycles_per_second(void);
+
 #endif /* PEMESH_PORT_H_ */

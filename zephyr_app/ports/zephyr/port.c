@@ -160,3 +160,8 @@ uint64_t pemesh_cycles(void)
 	return result;
 #endif
 }
+
+uint64_t pemesh_cycles_per_second(void)
+{
+	return (uint64_t)sys_clock_hw_cycles_per_sec();
+}
