@@ -248,3 +248,85 @@ def test_c_on_qemu_equals_tflite_micro(tmp_path):
     got = _compile_run(logits, tmp_path / "out", xq, ["--board", "qemu_cortex_m3"], "qemu",
                        tmp_path)
     assert ta.steps(got, ta.tflm(logits, [xq])[0]) == 0
+
+
+# --- models as shipped: shape_signature -1, hybrid weights, fp32 ---------------------------------
+
+def test_shape_signature_minus_one_compiles_with_static_shape(tmp_path, caplog):
+    """The autoencoder's input has shape_signature [-1, 640] and shape [1, 640] (Keras 3 +
+    TFLiteConverter): compiled with the static shape, and said so; --input-shape (a name with
+    ':' in it, parsed from the right) still works."""
+    import logging
+
+    from generator.cli import main
+    from generator.frontend import load_model, parse_input_shapes
+
+    path = cz.path("autoencoder_int8.tflite")
+    m = ta._obj(path.read_bytes())
+    t = m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]]
+    assert list(t.shapeSignature) == [-1, 640] and list(t.shape) == [1, 640]
+    name = ta.tensor_name(path.read_bytes(), int(m.subgraphs[0].inputs[0]))
+    assert ":" in name
+    with caplog.at_level(logging.INFO, logger="generator.frontend"):
+        model = load_model(path)
+    assert model.inputs[0].shape == (1, 640)
+    assert "shape_signature" in caplog.text and "static shape [1, 640]" in caplog.text
+    shapes = parse_input_shapes([f"{name}:1,640"])
+    assert shapes == {name: (1, 640)}
+    assert load_model(path, input_shapes=shapes).inputs[0].shape == (1, 640)
+    assert main(["compile", str(path), "-o", str(tmp_path / "out"), "--mesh", "qemu4"]) == 0
+
+
+@pytest.mark.parametrize("name", cz.MODELS)
+def test_hybrid_model_is_dequantized_and_computed_in_fp32(name, tmp_path):
+    """Dynamic-range models (int8 weights, float activations), which TVM's frontend refuses:
+    the weights are dequantized at import and the model computed in float32. Reference: the
+    same model with those weights dequantized into float32 buffers, run by LiteRT (1e-4
+    relative); LiteRT's own hybrid kernels (which quantize activations on the fly) are close."""
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    from generator.frontend import hybrid_weights, load_model
+    from generator.reference import compare, run_reference
+
+    path = cz.path(f"{name}_hybrid.tflite")
+    model = load_model(path)
+    assert model.meta["hybrid_weights_dequantized"] >= 1
+    text = model.mod["main"].script(show_meta=False)
+    assert "R.dequantize(" not in text and "R.quantize(" not in text
+    import tflite
+    buf = path.read_bytes()
+    weights = hybrid_weights(tflite.Model.GetRootAsModel(buf, 0))
+    m = ta._obj(buf)
+    sg = m.subgraphs[0]
+    for idx, w in weights.items():
+        t = sg.tensors[idx]
+        m.buffers[t.buffer].data = np.frombuffer(w.astype(np.float32).tobytes(), np.uint8)
+        t.type = 0                                   # FLOAT32
+        t.quantization = None
+    f32 = bytes(fu.convert_object_to_bytearray(m))
+    for seed in (91, 92):
+        x = cz.smooth_inputs(name, 1, seed=seed)
+        got = run_reference(model, [x.reshape(model.inputs[0].shape)])[0]
+        want = ta.litert(f32, [x])[0]
+        ok, err = compare(got.reshape(want.shape), want)
+        assert ok, f"{name}: {err} from the dequantized float model"
+        hyb = ta.litert(buf, [x])[0]
+        assert np.max(np.abs(got.reshape(hyb.shape) - hyb)) <= 0.05 * (1 + np.ptp(hyb))
+
+
+@pytest.mark.parametrize("name", cz.MODELS)
+def test_fp32_tflite_and_onnx_match_their_interpreters(name):
+    """fp32 TFLite (LiteRT) and fp32 ONNX (onnxruntime) within 1e-4 relative."""
+    from generator.frontend import load_model
+    from generator.reference import compare, run_onnxruntime, run_reference
+
+    x = cz.smooth_inputs(name, 1, seed=95)
+    tfl = cz.path(f"{name}_f32.tflite")
+    model = load_model(tfl)
+    got = run_reference(model, [x.reshape(model.inputs[0].shape)])[0]
+    want = ta.litert(tfl, [x])[0]
+    assert compare(got.reshape(want.shape), want)[0]
+    onx = cz.path(f"{name}_f32.onnx")
+    model = load_model(onx)
+    xo = cz.onnx_input(name, x)
+    assert compare(run_reference(model, [xo])[0], run_onnxruntime(onx, [xo])[0])[0]
