@@ -330,3 +330,39 @@ def test_fp32_tflite_and_onnx_match_their_interpreters(name):
     model = load_model(onx)
     xo = cz.onnx_input(name, x)
     assert compare(run_reference(model, [xo])[0], run_onnxruntime(onx, [xo])[0])[0]
+
+
+@pytest.mark.parametrize("name", cz.MODELS)
+def test_onnx_qdq_models_fold_to_int8_and_stay_near_onnxruntime(name):
+    """onnxruntime quantize_static QDQ models of the same networks: every Conv/Gemm folds into
+    an integer qop, and the output stays within 2 steps of onnxruntime (measured: <= 2; ONNX
+    models keep one half-up rounding and float Add, onnxruntime requantizes in float and rounds
+    half to even, and 1-step differences compound over the layers; not yet bit-exact)."""
+    import onnx
+
+    from generator.compiler import quantize_if_qdq
+    from generator.frontend import load_model
+    from generator.reference import run_onnxruntime, run_reference
+
+    path = cz.path(f"{name}_qdq.onnx")
+    proto = onnx.load(str(path))
+    n_ops = sum(n.op_type in ("Conv", "Gemm") for n in proto.graph.node)
+    model = quantize_if_qdq(load_model(path), path)
+    assert model.meta["quantized_ops"] == n_ops
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    last = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"][-1]
+    step = float(inits[last.input[1]])
+    x = cz.onnx_input(name, cz.smooth_inputs(name, 1, seed=97))
+    got = run_reference(model, [x])[0]
+    want = run_onnxruntime(path, [x])[0]
+    assert np.max(np.abs(got - want)) <= 2 * step * 1.0001
+
+
+@pytest.mark.qemu
+def test_c_on_a_qemu_mesh_equals_tflite_micro(tmp_path):
+    """The FC autoencoder over a qemu4 mesh of Cortex-M3 PEs, at its output."""
+    buf = _model("autoencoder")
+    path = cz.path("autoencoder_int8.tflite")
+    xq = _input(buf, "autoencoder", seed=83)
+    got = _compile_run(path, tmp_path / "out", xq, ["--mesh", "qemu4"], "qemu", tmp_path)
+    assert ta.steps(got, ta.tflm(buf, [xq])[0]) == 0
