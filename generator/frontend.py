@@ -404,6 +404,8 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
                                          "'pemesh[tflite]')") from e
     from tvm.relax.frontend.tflite import from_tflite
 
+    from .tflite_shipped import hybrid_import_args, static_input_dims
+
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise UsageError(f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier)",
@@ -425,10 +427,6 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
             dims = [d if s >= 0 else None for d, s in zip(dims, t.ShapeSignatureAsNumpy())]
         return tname, dims, tdtype
 
-    def static_shape(idx: int) -> list[int]:
-        t = sg.Tensors(idx)
-        return [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
-
     check_tflite_quant(model)
     for i in range(sg.TensorsLength()):
         tensor_info(i, "tensor")
@@ -436,27 +434,14 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
     for idx in sg.InputsAsNumpy():
         tname, dims, tdtype = tensor_info(int(idx), "model input")
         in_names.append(tname)
-        static = static_shape(int(idx))
-        if tname not in fixed and None in dims and static and len(static) == len(dims) and \
-                all(d > 0 for d in static):
-            # the converter writes shape_signature -1 for a batch-None Keras model; `shape`
-            # holds the static shape TFLite Micro (and LiteRT, unresized) run with
-            log.info("input %r: shape_signature %s has dynamic dims; compiling with its static "
-                     "shape %s (as TFLite Micro does; --input-shape %s:D0,D1,.. overrides)",
-                     tname, _fmt_dims([-1 if d is None else d for d in dims]), static, tname)
-            dims = static
+        if tname not in fixed:                      # shape_signature -1, static shape
+            dims = static_input_dims(sg.Tensors(int(idx)), tname, dims)
         shape_dict[tname] = _resolve_shape(tname, dims, fixed)
         dtype_dict[tname] = tdtype
     _check_unknown_inputs(fixed, in_names)
     out_names = [tensor_info(int(idx), "model output")[0] for idx in sg.OutputsAsNumpy()]
 
-    hybrid = hybrid_weights(model)
-    kwargs = {}
-    if hybrid:
-        log.info("%s: a dynamic-range (hybrid) model: %d int8 weight tensor(s) with float "
-                 "activations; dequantizing them at import and compiling in float32", path,
-                 len(hybrid))
-        kwargs["op_converter"] = _hybrid_converter(hybrid)
+    kwargs, n_hybrid = hybrid_import_args(model, path)     # dynamic-range weights → float32
     try:
         with _quiet():
             mod = from_tflite(model, shape_dict=shape_dict, dtype_dict=dtype_dict, **kwargs)
@@ -476,89 +461,7 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
         inputs=tuple(TensorSpec(n, s, d) for n, (s, d) in zip(in_names, in_types)),
         outputs=tuple(TensorSpec(n, s, d) for n, (s, d) in zip(out_names, out_types)),
         meta={"tflite_schema_version": int(model.Version()),
-              **({"hybrid_weights_dequantized": len(hybrid)} if hybrid else {})})
-
-
-def hybrid_weights(model: Any) -> dict[int, np.ndarray]:
-    """``{tensor index: float32 weights}`` of a dynamic-range ("hybrid") model: constant int8
-    tensors with quantization parameters read by an operator whose activation input (input 0)
-    is float32. Dequantized as ``(q - zero_point) * scale``, per channel along the
-    quantized dimension."""
-    from tflite.TensorType import TensorType
-
-    sg = model.Subgraphs(0)
-    out: dict[int, np.ndarray] = {}
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        ins = [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
-        if not ins or ins[0] < 0 or sg.Tensors(ins[0]).Type() != TensorType.FLOAT32:
-            continue
-        for idx in ins[1:]:
-            if idx < 0 or idx in out:
-                continue
-            t = sg.Tensors(idx)
-            q = t.Quantization()
-            buf = model.Buffers(t.Buffer())
-            if t.Type() != TensorType.INT8 or q is None or q.ScaleLength() == 0 or \
-                    buf is None or buf.DataLength() == 0:
-                continue
-            shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
-            w = np.frombuffer(buf.DataAsNumpy().tobytes(), np.int8).reshape(shape)
-            scale = np.asarray(q.ScaleAsNumpy(), np.float32).reshape(-1)
-            zp = (np.asarray(q.ZeroPointAsNumpy(), np.float32).reshape(-1)
-                  if q.ZeroPointLength() else np.zeros(1, np.float32))
-            bshape = [1] * len(shape)
-            if scale.size > 1:
-                bshape[q.QuantizedDimension()] = -1
-            out[idx] = ((w.astype(np.float32) - zp.reshape(bshape if zp.size > 1 else [1]))
-                        * scale.reshape(bshape)).astype(np.float32)
-    return out
-
-
-class _FloatTensor:
-    """A TFLite tensor seen as float32 without quantization (its data: ``_FloatBuffer``)."""
-
-    def __init__(self, tensor: Any):
-        self._t = tensor
-
-    def Type(self) -> int:  # noqa: N802 (the tflite package's API)
-        from tflite.TensorType import TensorType
-        return TensorType.FLOAT32
-
-    def Quantization(self) -> None:  # noqa: N802
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._t, name)
-
-
-class _FloatBuffer:
-    def __init__(self, values: np.ndarray):
-        self._bytes = np.frombuffer(np.ascontiguousarray(values, np.float32).tobytes(), np.uint8)
-
-    def DataAsNumpy(self) -> np.ndarray:  # noqa: N802 (the tflite package's API)
-        return self._bytes
-
-    def DataLength(self) -> int:  # noqa: N802
-        return int(self._bytes.size)
-
-
-def _hybrid_converter(weights: dict[int, np.ndarray]) -> Any:
-    """TVM's TFLite OperatorConverter that sees the hybrid weights ``weights`` as float32
-    constants (so the model imports as a float model)."""
-    from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter, TensorWrapper
-
-    class _HybridAsFloat(OperatorConverter):
-        def get_tensors(self, tensors_idx_list):
-            out = []
-            for tw in super().get_tensors(tensors_idx_list):
-                if tw.tensor_idx in weights:
-                    tw = TensorWrapper(tw.tensor_idx, _FloatTensor(tw.tensor),
-                                       _FloatBuffer(weights[tw.tensor_idx]), None)
-                out.append(tw)
-            return out
-
-    return _HybridAsFloat
+              **({"hybrid_weights_dequantized": n_hybrid} if n_hybrid else {})})
 
 
 _Q_ACT = {"INT8": "int8", "UINT8": "uint8"}

@@ -68,6 +68,21 @@ def quantize_multiplier(scale: float, where: str = "") -> tuple[int, int]:
     return int(mult), int(e)
 
 
+def multipliers(x_scale: float, w_scales: np.ndarray, y_scale: float, where: str = "",
+                float_product: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel ``(M int32, e int8)`` as TFLite Micro computes them: QuantizeMultiplier
+    of ``double(x_scale) * double(w_scale[o]) / double(y_scale)`` (PopulateConvolution-
+    QuantizationParams), or with ``float_product`` (a per-tensor FULLY_CONNECTED:
+    GetQuantizedConvolutionMultipler) of ``double(float32(x_scale * w_scale)) / y_scale``."""
+    ws = np.asarray(w_scales, np.float64).reshape(-1)
+    if float_product:
+        real = [float(np.float32(x_scale) * np.float32(w)) / y_scale for w in ws]
+    else:
+        real = [x_scale * float(w) / y_scale for w in ws]
+    ms = [quantize_multiplier(r, where) for r in real]
+    return np.array([m for m, _ in ms], np.int32), np.array([e for _, e in ms], np.int8)
+
+
 def _wrap32(v: np.ndarray) -> np.ndarray:
     return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 

@@ -9,18 +9,9 @@ full-integer model the same way (NHWC, the fused RELU/RELU6 as an integer ``clip
     acc[o]  = bias_q[o] + sum_k (x[k] - x_zp) * w[o, k]                 (int8 x int8 -> int32)
     y[o]    = clamp(y_zp + requant(acc, M[o], e[o]), lo, hi)
 
-with ``M[o]`` a Q31 fixed-point multiplier and ``e[o]`` an exponent from TFLite's
-QuantizeMultiplier of ``x_scale * w_scale[o] / y_scale`` (a scale below 2^-32 gives M = 0, as in
-TFLite). ``requant`` is TFLite Micro's MultiplyByQuantizedMultiplier for TFLite models (a
-rounding doubling high multiply, then a rounding right shift: pemesh equals TFLite Micro bit for
-bit), and one rounding half up, ``(acc * M + 2^(30-e)) >> (31-e)``, for ONNX QDQ models (closest
-to onnxruntime, which requantizes in float and rounds half to even: within one step). ``lo``/``hi``
-fold a ReLU or Clip between the op and the QuantizeLinear (quantize is monotonic, so that is
-exact). TFLite's int32 biases are used as they are (they are in accumulator units).
-
-TFLite models also get TFLite Micro's int8 ADD (both inputs rescaled with left shift 20 and
-per-input multipliers, the sum rescaled to the output) and AVERAGE_POOL_2D (the window's sum
-divided rounding half away from zero; TVM's integer avg_pool2d truncates) as integer qops.
+with TFLite's QuantizeMultiplier/MultiplyByQuantizedMultiplier for TFLite models (bit-exact with
+TFLite Micro; also its int8 ADD and AVERAGE_POOL_2D: qpatterns.py), one rounding half up for ONNX
+(closest to onnxruntime); see qops.py. ``lo``/``hi`` fold a ReLU or Clip (exact).
 
 Supported schemes: activations int8 or uint8 with any zero point, per-tensor; weights int8,
 symmetric (zero point 0), per-tensor or per-output-channel; bias int32 (a DequantizeLinear with
@@ -47,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedModelError
-from .qops import QOP_ATTR, QOp, qop_prim_func, quantize_multiplier  # noqa: F401 (re-export)
-from .qops import requantize_ref, tflite_round  # noqa: F401 (re-export)
+from .qops import QOP_ATTR, QOp, multipliers, qop_prim_func, quantize_multiplier  # noqa: F401
+from .qops import requantize_ref  # noqa: F401 (re-export)
+from .qpatterns import act_bounds, match_tflite_op
 from .spec import ImportedModel
 
 log = logging.getLogger(__name__)
@@ -257,10 +249,8 @@ def _bias_values(g: _Graph, expr, n: int, acc_scale: np.ndarray, where: str) -> 
             raise UnsupportedModelError(f"{where}: the bias is not a constant with zero point 0",
                                         hint=_HINT)
         bscale = np.broadcast_to(scale.reshape(-1), (vals.size,))
-        if vals.dtype == np.int32 and vals.size in (1, n) and np.allclose(
-                bscale, np.broadcast_to(acc_scale, bscale.shape), rtol=1e-5, atol=0):
-            # TFLite's int32 bias is in accumulator units (scale x_scale * w_scale): the kernels
-            # add it as is; re-deriving it through floats could move a large one by a step
+        if vals.dtype == np.int32 and vals.size in (1, n) and np.allclose(  # accumulator units:
+                bscale, np.broadcast_to(acc_scale, bscale.shape), rtol=1e-5):  # used as is
             return np.ascontiguousarray(np.broadcast_to(vals.reshape(-1), (n,)), np.int32)
         real = vals.astype(np.float64).reshape(-1) * bscale
     else:
@@ -339,26 +329,13 @@ def _out_scales(ch: np.ndarray, scale: np.ndarray, where: str) -> np.ndarray:
     return scale[chm[:, 0]]
 
 
-def _act_bounds(m: _Match, sy: float, zy: int, qmin: int, qmax: int) -> tuple[int, int]:
-    """The integer clamp of a ReLU/Clip before the quantize: TFLite's
-    CalculateActivationRangeQuantized (``zp + TfLiteRound(f / scale)`` in float32)."""
-    def q(f: float) -> int:
-        return zy + tflite_round(float(np.float32(f) / np.float32(sy)))
-    lo = qmin if m.lo is None else max(qmin, q(m.lo))
-    hi = qmax if m.hi is None else min(qmax, q(m.hi))
-    return lo, hi
-
-
 def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 << 31),
                tflite: bool = False):
     """``(QOp, x_var, [w, bias, mult, shift] arrays, layout)`` for a matched chain, or None.
     ``clamp``: an integer clip applied after the quantize (TFLite's fused activations). An NHWC
     conv becomes an NCHW qop (``layout`` "NHWC": the caller transposes its input and output).
-    Multipliers as TFLite Micro computes them: ``double(x_scale) * double(w_scale[o]) /
-    double(y_scale)``, except a per-tensor dense op of a TFLite model, whose ``x_scale *
-    w_scale`` TFLite Micro multiplies in float32 first (GetQuantizedConvolutionMultipler).
-    ``tflite``: TFLite's double rounding; else (ONNX QDQ) one rounding half up, which is what
-    stays closest to onnxruntime's float requantization."""
+    ``tflite``: TFLite Micro's multipliers and rounding (qops.multipliers); else (ONNX QDQ) one
+    rounding half up, which stays closest to onnxruntime's float requantization."""
     op = m.op
     xdq = _dequant(g, op.args[0])
     if xdq is None:
@@ -383,7 +360,7 @@ def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 <<
     in_shape = tuple(int(d) for d in op.args[0].ty.shape.values)
     out_shape = tuple(int(d) for d in op.ty.shape.values)
     qmin, qmax = (-128, 127) if out_dtype == "int8" else (0, 255)
-    lo, hi = _act_bounds(m, sy, zy, qmin, qmax)
+    lo, hi = act_bounds(m.lo, m.hi, sy, zy, qmin, qmax)
     lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
     common = dict(in_dtype=str(x.ty.dtype), out_dtype=out_dtype, in_zp=zx, out_zp=zy,
                   act_min=lo, act_max=hi, source=where,
@@ -416,111 +393,12 @@ def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 <<
     nout = wt.shape[0]
     acc_scale = sx * _out_scales(ch, scales, where)
     bias = _bias_values(g, m.bias, nout, acc_scale, where)
-    if tflite and qop.kind == "dense" and scales.size == 1:
-        real = [float(np.float32(sx) * np.float32(scales[0])) / sy] * nout
-    else:
-        real = [float(s) / sy for s in acc_scale]
-    ms = [quantize_multiplier(r, where) for r in real]
-    mult = np.array([v[0] for v in ms], np.int32)
-    shift = np.array([v[1] for v in ms], np.int8)
+    mult, shift = multipliers(sx, _out_scales(ch, scales, where), sy, where,
+                              float_product=tflite and qop.kind == "dense" and scales.size == 1)
     return qop, x, [np.ascontiguousarray(wt, np.int8), bias, mult, shift], layout
 
 
-def _match_add(g: _Graph, expr):
-    """``(match, a, b, (sa, za), (sb, zb))`` for ``[act](add(dequantize(a), dequantize(b)))``
-    (TFLite's quantized ADD as TVM imports it) with two non-constant int8/uint8 tensors of the
-    output's shape and per-tensor scales, else None."""
-    m = _Match()
-    e = g.value(expr)
-    for _ in range(3):
-        name = _op_name(e)
-        if name == "relax.nn.relu":
-            m.lo = 0.0 if m.lo is None else max(m.lo, 0.0)
-        elif name == "relax.clip":
-            m.lo, m.hi = float(e.args[1].value), float(e.args[2].value)
-        else:
-            break
-        e = g.value(e.args[0])
-    if _op_name(e) != "relax.add":
-        return None
-    sides = []
-    for arg in e.args:
-        dq = _dequant(g, arg)
-        if dq is None:
-            return None
-        src, scale, zp, _ = dq
-        if _const(g.value(src)) is not None or scale.size != 1 or zp.size != 1 or \
-                str(src.ty.dtype) not in _ACT_DTYPES:
-            return None
-        sides.append((src, float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])))
-    (a, sa, za), (b, sb, zb) = sides
-    out_shape = tuple(int(d) for d in e.ty.shape.values)
-    for src in (a, b):
-        if tuple(int(d) for d in src.ty.shape.values) != out_shape:
-            return None                   # broadcasting ADD: left in float
-    if str(a.ty.dtype) != str(b.ty.dtype):
-        return None
-    return m, a, b, (sa, za), (sb, zb)
-
-
-def _build_add(g: _Graph, matched, q_call, where: str, clamp):
-    """``(QOp, mult[3], shift[3])`` of TFLite Micro's int8 ADD (add_common.cc
-    CalculateOpDataAdd: left shift 20, ``twice_max = 2 * max(s1, s2)``, input multipliers
-    ``s_i / twice_max``, output multiplier ``twice_max / (2^20 * s_out)``)."""
-    m, a, b, (sa, za), (sb, zb) = matched
-    sy, zy = _const(q_call.args[1]), _const(q_call.args[2])
-    out_dtype = str(q_call.attrs.out_dtype)
-    if sy is None or zy is None or sy.size != 1 or out_dtype not in _ACT_DTYPES:
-        return None
-    sy, zy = float(sy.reshape(-1)[0]), int(zy.reshape(-1)[0])
-    qmin, qmax = (-128, 127) if out_dtype == "int8" else (0, 255)
-    lo, hi = _act_bounds(m, sy, zy, qmin, qmax)
-    lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
-    left_shift = 20
-    twice_max = 2.0 * max(sa, sb)
-    reals = [sa / twice_max, sb / twice_max, twice_max / ((1 << left_shift) * sy)]
-    ms = [quantize_multiplier(r, where) for r in reals]
-    shape = tuple(int(d) for d in a.ty.shape.values)
-    qop = QOp(kind="add", in_shape=shape, out_shape=shape, in_dtype=str(a.ty.dtype),
-              out_dtype=out_dtype, in_zp=za, in2_zp=zb, out_zp=zy, act_min=lo, act_max=hi,
-              strides=(left_shift, left_shift), source=where)
-    return qop, np.array([v[0] for v in ms], np.int32), np.array([v[1] for v in ms], np.int8)
-
-
-def _match_avgpool(g: _Graph, value, where: str):
-    """``(QOp, x, layout)`` for ``astype(avg_pool2d(astype(x, int32)), int8|uint8)`` (TFLite's
-    quantized AVERAGE_POOL_2D as TVM imports it: input and output share scale and zero point),
-    else None. TVM's integer avg_pool2d does not round as TFLite does (it truncates)."""
-    if _op_name(value) != "relax.astype":
-        return None
-    out_dtype = str(value.attrs.dtype)
-    pool = g.value(value.args[0])
-    if out_dtype not in _ACT_DTYPES or _op_name(pool) != "relax.nn.avg_pool2d":
-        return None
-    cast = g.value(pool.args[0])
-    if _op_name(cast) != "relax.astype" or str(cast.attrs.dtype) != "int32":
-        return None
-    x = cast.args[0]
-    if str(x.ty.dtype) != out_dtype:
-        return None
-    a = pool.attrs
-    layout = str(a.layout)
-    if layout not in ("NHWC", "NCHW") or str(a.out_layout) not in ("", layout) or \
-            bool(a.ceil_mode) or any(int(d) != 1 for d in a.dilation):
-        return None
-    in_shape = tuple(int(d) for d in x.ty.shape.values)
-    out_shape = tuple(int(d) for d in pool.ty.shape.values)
-    if layout == "NHWC":
-        in_shape = tuple(in_shape[i] for i in (0, 3, 1, 2))
-        out_shape = tuple(out_shape[i] for i in (0, 3, 1, 2))
-    pads = tuple(int(p) for p in a.padding)
-    pads = pads * 2 if len(pads) == 2 else pads
-    qmin, qmax = (-128, 127) if out_dtype == "int8" else (0, 255)
-    qop = QOp(kind="avgpool", in_shape=in_shape, out_shape=out_shape, in_dtype=out_dtype,
-              out_dtype=out_dtype, in_zp=0, out_zp=0, act_min=qmin, act_max=qmax,
-              strides=tuple(int(v) for v in a.strides), pads=pads[:4],
-              kernel=tuple(int(v) for v in a.pool_size), source=where)
-    return qop, x, layout
+_HELPERS = {"op_name": _op_name, "const": _const, "dequant": _dequant}
 
 
 def _int_bound(v, up: bool) -> int:
@@ -553,14 +431,11 @@ def _clipped_quantizes(func) -> dict[Any, Any]:
 
 def rewrite_qdq(mod, tflite: bool = False) -> tuple[Any, list[QOp]]:
     """Fold every ``dequantize → conv2d/matmul (+bias, relu/clip) → quantize [→ int clip]``
-    chain of ``mod["main"]`` into a qop ``call_tir``, and (``tflite``: a TFLite model, whose
-    arithmetic is TFLite Micro's) TFLite's quantized ADD (``quantize(add(dequantize,
-    dequantize))``) and AVERAGE_POOL_2D (``astype(avg_pool2d(astype(x, int32)))``) into TFLite's
-    integer arithmetic. ONNX QDQ models keep ADD in float (onnxruntime's QLinearAdd computes in
-    float too). Returns the new module and the folded ops.
+    chain of ``mod["main"]`` into a qop ``call_tir``; with ``tflite`` (TFLite Micro's
+    arithmetic, see _build_qop) also TFLite's int8 ADD and AVERAGE_POOL_2D (qpatterns.py; ONNX
+    keeps ADD in float, as onnxruntime's QLinearAdd). Returns the new module and the folded ops.
     NHWC convs and pools (TFLite) become NCHW qops between ``permute_dims``; a qop that reads
-    another one's output takes its NCHW tensor directly, so chains of qops have no transposes.
-    ``tflite`` also selects TFLite's requantization rounding (see _build_qop)."""
+    another one's output takes its NCHW tensor directly, so chains of qops have no transposes."""
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
@@ -573,13 +448,8 @@ def rewrite_qdq(mod, tflite: bool = False) -> tuple[Any, list[QOp]]:
 
     @mutator
     class _Rewriter(PyExprMutator):
-        def _to_nchw(self, var):
-            return nchw[var] if var in nchw else self.builder_.emit(
-                relax.op.permute_dims(var, [0, 3, 1, 2]), name_hint="nchw")
-
         def _emit(self, binding, qop, ins, consts, wshape, nhwc: bool) -> None:
-            """Emit the qop's call (inputs ``ins``, constant arrays ``consts``); ``nhwc``: its
-            output is NCHW for an NHWC graph tensor (transposed back, the NCHW kept)."""
+            """Emit the call; ``nhwc``: its NCHW output is transposed back (and kept)."""
             where = f"binding {_var_name(binding.var)}"
             key = qop.to_json().replace(where, "") + str(wshape)
             if key not in cache:
@@ -598,47 +468,33 @@ def rewrite_qdq(mod, tflite: bool = False) -> tuple[Any, list[QOp]]:
             self.set_var_remap(binding.var, new_var)
             folded.append(qop)
 
-        def _fold(self, binding, q_call, clamp) -> bool:
+        def _fold(self, binding, q_call, clamp, pool: bool = False) -> bool:
             where = f"binding {_var_name(binding.var)}"
-            added = _match_add(g, q_call.args[0]) if tflite else None
-            if added is not None:
-                built = _build_add(g, added, q_call, where, clamp)
+            tfl = match_tflite_op(g, binding.value, q_call, where, clamp, _HELPERS, pool) \
+                if tflite or pool else None
+            if tfl is not None:
+                qop, srcs, consts, wshape, layout = tfl
+            elif pool:
+                return False
+            else:
+                m = _match_chain(g, q_call.args[0])
+                built = _build_qop(g, m, q_call, where, clamp, tflite) if m is not None else None
+                if m is not None and built is None:
+                    log.info("%s: %s chain not folded (layout/shape); computed in float",
+                             where, _op_name(m.op))
                 if built is None:
                     return False
-                qop, mult, shift = built
-                a, b = self.visit_expr(added[1]), self.visit_expr(added[2])
-                nhwc = a in nchw and b in nchw
-                if nhwc:
-                    a, b = nchw[a], nchw[b]
-                    shape = tuple(int(d) for d in a.ty.shape.values)
-                    qop = dataclasses.replace(qop, in_shape=shape, out_shape=shape)
-                self._emit(binding, qop, [a, b], [mult, shift], (), nhwc)
-                return True
-            m = _match_chain(g, q_call.args[0])
-            built = _build_qop(g, m, q_call, where, clamp, tflite) \
-                if m is not None else None
-            if m is not None and built is None:
-                log.info("%s: %s chain not folded (layout/shape); computed in float",
-                         where, _op_name(m.op))
-            if built is None:
-                return False
-            qop, x, arrays, layout = built
-            xin = self.visit_expr(x)
-            if layout == "NHWC":
-                xin = self._to_nchw(xin)
-            self._emit(binding, qop, [xin], arrays, arrays[0].shape, layout == "NHWC")
-            return True
-
-        def _fold_pool(self, binding) -> bool:
-            where = f"binding {_var_name(binding.var)}"
-            built = _match_avgpool(g, binding.value, where)
-            if built is None:
-                return False
-            qop, x, layout = built
-            xin = self.visit_expr(x)
-            if layout == "NHWC":
-                xin = self._to_nchw(xin)
-            self._emit(binding, qop, [xin], [], (), layout == "NHWC")
+                qop, x, consts, layout = built
+                srcs, wshape = [x], consts[0].shape
+            ins = [self.visit_expr(x) for x in srcs]
+            nhwc = layout == "NHWC" and (qop.kind != "add" or all(v in nchw for v in ins))
+            if nhwc:
+                ins = [nchw[v] if v in nchw else self.builder_.emit(relax.op.permute_dims(
+                    v, [0, 3, 1, 2]), name_hint="nchw") for v in ins]
+            if nhwc and qop.kind == "add":
+                shape = tuple(int(d) for d in ins[0].ty.shape.values)
+                qop = dataclasses.replace(qop, in_shape=shape, out_shape=shape)
+            self._emit(binding, qop, ins, consts, wshape, nhwc)
             return True
 
         def visit_var_binding_(self, binding):  # noqa: N802 (TVM's visitor name)
@@ -651,7 +507,7 @@ def rewrite_qdq(mod, tflite: bool = False) -> tuple[Any, list[QOp]]:
                 if self._fold(binding, g.value(value.args[0]), clamp):
                     return
             elif _op_name(value) == "relax.astype":
-                if self._fold_pool(binding):
+                if self._fold(binding, None, None, pool=True):
                     return
             super().visit_var_binding_(binding)
 
@@ -711,10 +567,9 @@ def quantize_model(model: ImportedModel, onnx_model: Any = None) -> ImportedMode
     ``ModelProto``) lets unsupported schemes be reported by ONNX node name."""
     if onnx_model is not None:
         check_onnx_qdq(onnx_model)
-    if not is_qdq(model.mod) and "R.nn.avg_pool2d(" not in model.mod["main"].script(
-            show_meta=False):
-        return model
     had_qdq = is_qdq(model.mod)
+    if not had_qdq and "R.nn.avg_pool2d(" not in model.mod["main"].script(show_meta=False):
+        return model
     mod, folded = rewrite_qdq(model.mod, tflite=model.format == "tflite")
     if not folded and not had_qdq:
         return model                  # a float model with an average pool

@@ -267,7 +267,7 @@ def test_shape_signature_minus_one_compiles_with_static_shape(tmp_path, caplog):
     assert list(t.shapeSignature) == [-1, 640] and list(t.shape) == [1, 640]
     name = ta.tensor_name(path.read_bytes(), int(m.subgraphs[0].inputs[0]))
     assert ":" in name
-    with caplog.at_level(logging.INFO, logger="generator.frontend"):
+    with caplog.at_level(logging.INFO, logger="generator.tflite_shipped"):
         model = load_model(path)
     assert model.inputs[0].shape == (1, 640)
     assert "shape_signature" in caplog.text and "static shape [1, 640]" in caplog.text
@@ -285,7 +285,8 @@ def test_hybrid_model_is_dequantized_and_computed_in_fp32(name, tmp_path):
     relative); LiteRT's own hybrid kernels (which quantize activations on the fly) are close."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    from generator.frontend import hybrid_weights, load_model
+    from generator.frontend import load_model
+    from generator.tflite_shipped import hybrid_weights
     from generator.reference import compare, run_reference
 
     path = cz.path(f"{name}_hybrid.tflite")
