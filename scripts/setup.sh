@@ -2,7 +2,8 @@
 # Prepare a machine for pemesh: Debian packages (as root, or print the apt line), a venv in
 # .venv with pemesh installed. Sourced by scripts/demo.sh and scripts/test.sh.
 #   PEMESH_EXTRAS=test   also install the test extras (pytest, torch if its CPU wheel is local,
-#                        tflite + ai-edge-litert)
+#                        tflite + ai-edge-litert + tflite-micro + tensorflow-cpu:
+#                        the TFLite anchors and the converter the tests use)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PKGS="gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"

@@ -75,8 +75,8 @@ def step_qop(pm, si: int) -> QOp | None:
 
 
 def qop_kind(q: QOp) -> str:
-    if q.kind == "dense":
-        return "dense"
+    if q.kind in ("dense", "add", "avgpool"):
+        return q.kind
     c = q.in_shape[1]
     if q.groups == 1:
         return "conv2d"
@@ -112,7 +112,7 @@ def decide(q: QOp | None, accel) -> tuple[bool, str, str]:
     """``(offload?, kind, reason)`` for one step."""
     if accel is None:
         return False, "", "no accelerator on this PE kind"
-    if q is None:
+    if q is None or q.kind not in ("conv2d", "dense"):
         return False, "", "not an int8 conv/dense step"
     kind = qop_kind(q)
     if kind == "grouped_conv2d":
@@ -186,7 +186,8 @@ def make_call(pm, si: int, q: QOp, kind: str, accel, prefix: str) -> AccelCall:
             _arr("int32_t", f"{prefix}_mult", m), _arr("int8_t", f"{prefix}_shift", s)]
     rq = (f".rq = {{ .input_zero_point = {q.in_zp}, .output_zero_point = {q.out_zp}, "
           f".act_min = {q.act_min}, .act_max = {q.act_max}, .bias = {prefix}_bias, "
-          f".multiplier = {prefix}_mult, .shift = {prefix}_shift }}")
+          f".multiplier = {prefix}_mult, .shift = {prefix}_shift, "
+          f".rounding = {1 if q.rounding == 'half_up' else 0} }}")
     if kind == "dense":
         rows_ = int(np.prod(q.in_shape[:-1]))
         defs.append(

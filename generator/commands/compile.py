@@ -48,7 +48,7 @@ def _named_by_source(err: UnsupportedModelError, model: ImportedModel) -> Unsupp
     """``err`` about a Relax operator, naming the model's own node(s) it came from."""
     import re
 
-    from generator.frontend.importers import onnx_nodes_of_relax_op
+    from generator.frontend.onnx_ops import onnx_nodes_of_relax_op
 
     m = re.search(r"operator (relax\.[\w.]+)", str(err.args[0]))
     nodes = onnx_nodes_of_relax_op(model, m.group(1)) if m else []

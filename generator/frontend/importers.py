@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from generator.frontend.onnx_ops import _node_desc, check_onnx_ops
 from generator.errors import UnsupportedModelError, UsageError
 from generator.types import SUPPORTED_DTYPES, ImportedModel, TensorSpec, c_identifier
 
@@ -169,7 +170,7 @@ def import_onnx(model: Any, *, name: str = "model",
 
     fixed = _clean_shapes(input_shapes)
     opset = _onnx_opset(model)
-    _check_onnx_ops(model.graph)
+    check_onnx_ops(model.graph)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
@@ -232,61 +233,6 @@ def _onnx_opset(model: Any) -> int:
             hint=f"convert it: onnx.save(onnx.version_converter.convert_version("
                  f"onnx.load(path), {target}), new_path), or re-export with opset {target}")
     return opset
-
-
-def _node_desc(node: Any, index: int) -> str:
-    label = repr(node.name) if node.name else f"#{index} (unnamed)"
-    dom = f", domain {node.domain}" if node.domain not in ("", "ai.onnx") else ""
-    return f"node {label} (op {node.op_type}{dom})"
-
-
-#: ONNX ops whose output shape depends on the data, and what to do instead
-DATA_DEPENDENT_OPS = {
-    "NonZero": "replace the NonZero + gather with a mask multiply (x * (x != 0)) at export",
-    "Unique": "compute the unique values outside the model, or replace them with a "
-              "fixed-size operation",
-    "NonMaxSuppression": "run non-maximum suppression on the host after the model",
-    "Compress": "replace Compress with a mask multiply, or move it after the model",
-}
-
-
-def onnx_nodes_of_relax_op(model: ImportedModel, relax_op: str) -> list[str]:
-    """The ONNX nodes of ``model`` that TVM's importer turns into ``relax_op`` (by name:
-    ``relax.topk`` ← TopK), for errors that TVM raises about the Relax op."""
-    key = relax_op.rpartition(".")[2].replace("_", "").lower()
-    return [f"node {n!r} (op {op})" if n else f"an unnamed {op} node"
-            for n, op in model.meta.get("nodes", ()) if op.lower() == key]
-
-
-def _check_onnx_ops(graph: Any) -> None:
-    """Every node (also in subgraphs) must have a converter in TVM's Relax ONNX frontend."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
-
-    supported = set(_get_convert_map()) | {"Constant", "If"}
-    bad: list[str] = []
-
-    def walk(g: Any) -> None:
-        for i, node in enumerate(g.node):
-            if node.domain in ("", "ai.onnx") and node.op_type in DATA_DEPENDENT_OPS:
-                raise UnsupportedModelError(
-                    f"{_node_desc(node, i)} gives an output whose shape depends on the input "
-                    "data; pemesh compiles graphs whose every shape is known at compile time",
-                    hint=DATA_DEPENDENT_OPS[node.op_type])
-            if node.domain not in ("", "ai.onnx") or node.op_type not in supported:
-                bad.append(_node_desc(node, i))
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    walk(attr.g)
-                for sub in attr.graphs:
-                    walk(sub)
-
-    walk(graph)
-    if bad:
-        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:6])})" if len(bad) > 1 else ""
-        raise UnsupportedModelError(
-            f"{bad[0]} is not supported by TVM's Relax ONNX frontend{more}",
-            hint="replace the op with supported ones (e.g. with onnx-simplifier or at export), "
-                 "or check the list in tvm.relax.frontend.onnx.onnx_frontend._get_convert_map()")
 
 
 def _onnx_np_dtype(elem_type: int, tensor: str, where: str) -> str:
@@ -428,6 +374,8 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
                                          "'pemesh[tflite]')") from e
     from tvm.relax.frontend.tflite import from_tflite
 
+    from generator.frontend.tflite_shipped import hybrid_import_args, static_input_dims
+
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise UsageError(f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier)",
@@ -456,14 +404,17 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
     for idx in sg.InputsAsNumpy():
         tname, dims, tdtype = tensor_info(int(idx), "model input")
         in_names.append(tname)
+        if tname not in fixed:                      # shape_signature -1, static shape
+            dims = static_input_dims(sg.Tensors(int(idx)), tname, dims)
         shape_dict[tname] = _resolve_shape(tname, dims, fixed)
         dtype_dict[tname] = tdtype
     _check_unknown_inputs(fixed, in_names)
     out_names = [tensor_info(int(idx), "model output")[0] for idx in sg.OutputsAsNumpy()]
 
+    kwargs, n_hybrid = hybrid_import_args(model, path)     # dynamic-range weights → float32
     try:
         with _quiet():
-            mod = from_tflite(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
+            mod = from_tflite(model, shape_dict=shape_dict, dtype_dict=dtype_dict, **kwargs)
     except Exception as e:
         raise UnsupportedModelError(
             f"TVM's TFLite frontend failed: {type(e).__name__}: {_first_line(e)}",
@@ -479,7 +430,8 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
         name=name, source=str(path), format="tflite", mod=mod,
         inputs=tuple(TensorSpec(n, s, d) for n, (s, d) in zip(in_names, in_types)),
         outputs=tuple(TensorSpec(n, s, d) for n, (s, d) in zip(out_names, out_types)),
-        meta={"tflite_schema_version": int(model.Version())})
+        meta={"tflite_schema_version": int(model.Version()),
+              **({"hybrid_weights_dequantized": n_hybrid} if n_hybrid else {})})
 
 
 _Q_ACT = {"INT8": "int8", "UINT8": "uint8"}

@@ -7,13 +7,11 @@ full-integer model the same way (NHWC, the fused RELU/RELU6 as an integer ``clip
 ``call_tir`` into an integer PrimFunc (a *qop*) that computes
 
     acc[o]  = bias_q[o] + sum_k (x[k] - x_zp) * w[o, k]                 (int8 x int8 -> int32)
-    y[o]    = clamp(y_zp + ((acc * M[o] + 2^(s[o]-1)) >> s[o]), lo, hi)  (int64 product)
+    y[o]    = clamp(y_zp + requant(acc, M[o], e[o]), lo, hi)
 
-with ``M[o]`` a Q31 fixed-point multiplier and ``s[o]`` a right shift such that
-``M[o] * 2^-s[o] ≈ x_scale * w_scale[o] / y_scale``. Rounding: **round half up** (add half, then
-an arithmetic shift: ties go toward +inf). onnxruntime rounds half to even in float; outputs of
-the two differ by at most one quantization step. ``lo``/``hi`` fold a ReLU or Clip between the
-op and the QuantizeLinear (quantize is monotonic, so that is exact).
+with TFLite's QuantizeMultiplier/MultiplyByQuantizedMultiplier for TFLite models (bit-exact with
+TFLite Micro; also its int8 ADD and AVERAGE_POOL_2D: qpatterns.py), one rounding half up for ONNX
+(closest to onnxruntime); see qops.py. ``lo``/``hi`` fold a ReLU or Clip (exact).
 
 Supported schemes: activations int8 or uint8 with any zero point, per-tensor; weights int8,
 symmetric (zero point 0), per-tensor or per-output-channel; bias int32 (a DequantizeLinear with
@@ -27,8 +25,6 @@ int32 temporary of the output size in the arena). NHWC convs become NCHW qops wi
 ``permute_dims`` where the graph enters/leaves a run of qops. The qop TIR and the fixed-point
 helpers live in ``generator/qops.py`` (re-exported here).
 
-TFLite rounds twice (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT, both half away
-from zero); pemesh's single half-up rounding differs from it only near ties (<= 1 step).
 Scales left at float boundaries are snapped to C-exact float32 (:func:`snap_scales`).
 """
 
@@ -43,9 +39,10 @@ from typing import Any
 import numpy as np
 
 from generator.errors import UnsupportedModelError
-from generator.types import ImportedModel
-from generator.frontend.qops import QOP_ATTR, QOp, qop_prim_func, quantize_multiplier  # noqa: F401 (re-export)
+from generator.frontend.qops import QOP_ATTR, QOp, multipliers, qop_prim_func, quantize_multiplier  # noqa: F401
 from generator.frontend.qops import requantize_ref  # noqa: F401 (re-export)
+from generator.frontend.qpatterns import act_bounds, match_tflite_op
+from generator.types import ImportedModel
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +249,11 @@ def _bias_values(g: _Graph, expr, n: int, acc_scale: np.ndarray, where: str) -> 
         if vals is None or np.any(zp != 0):
             raise UnsupportedModelError(f"{where}: the bias is not a constant with zero point 0",
                                         hint=_HINT)
-        real = vals.astype(np.float64).reshape(-1) * np.broadcast_to(scale.reshape(-1),
-                                                                      (vals.size,))
+        bscale = np.broadcast_to(scale.reshape(-1), (vals.size,))
+        if vals.dtype == np.int32 and vals.size in (1, n) and np.allclose(  # accumulator units:
+                bscale, np.broadcast_to(acc_scale, bscale.shape), rtol=1e-5):  # used as is
+            return np.ascontiguousarray(np.broadcast_to(vals.reshape(-1), (n,)), np.int32)
+        real = vals.astype(np.float64).reshape(-1) * bscale
     else:
         c = _const(e)
         if c is None:
@@ -330,10 +330,13 @@ def _out_scales(ch: np.ndarray, scale: np.ndarray, where: str) -> np.ndarray:
     return scale[chm[:, 0]]
 
 
-def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 << 31)):
+def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 << 31),
+               tflite: bool = False):
     """``(QOp, x_var, [w, bias, mult, shift] arrays, layout)`` for a matched chain, or None.
     ``clamp``: an integer clip applied after the quantize (TFLite's fused activations). An NHWC
-    conv becomes an NCHW qop (``layout`` "NHWC": the caller transposes its input and output)."""
+    conv becomes an NCHW qop (``layout`` "NHWC": the caller transposes its input and output).
+    ``tflite``: TFLite Micro's multipliers and rounding (qops.multipliers); else (ONNX QDQ) one
+    rounding half up, which stays closest to onnxruntime's float requantization."""
     op = m.op
     xdq = _dequant(g, op.args[0])
     if xdq is None:
@@ -358,11 +361,11 @@ def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 <<
     in_shape = tuple(int(d) for d in op.args[0].ty.shape.values)
     out_shape = tuple(int(d) for d in op.ty.shape.values)
     qmin, qmax = (-128, 127) if out_dtype == "int8" else (0, 255)
-    lo = qmin if m.lo is None else max(qmin, int(np.round(m.lo / sy)) + zy)
-    hi = qmax if m.hi is None else min(qmax, int(np.round(m.hi / sy)) + zy)
+    lo, hi = act_bounds(m.lo, m.hi, sy, zy, qmin, qmax)
     lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
     common = dict(in_dtype=str(x.ty.dtype), out_dtype=out_dtype, in_zp=zx, out_zp=zy,
-                  act_min=lo, act_max=hi, source=where)
+                  act_min=lo, act_max=hi, source=where,
+                  rounding="tflite" if tflite else "half_up")
     layout = "NCHW"
     if _op_name(op) == "relax.nn.conv2d":
         a = op.attrs
@@ -391,10 +394,12 @@ def _build_qop(g: _Graph, m: _Match, q_call, where: str, clamp=(-(1 << 31), 1 <<
     nout = wt.shape[0]
     acc_scale = sx * _out_scales(ch, scales, where)
     bias = _bias_values(g, m.bias, nout, acc_scale, where)
-    ms = [quantize_multiplier(float(s) / sy, where) for s in acc_scale]
-    mult = np.array([v[0] for v in ms], np.int32)
-    shift = np.array([v[1] for v in ms], np.int8)
+    mult, shift = multipliers(sx, _out_scales(ch, scales, where), sy, where,
+                              float_product=tflite and qop.kind == "dense" and scales.size == 1)
     return qop, x, [np.ascontiguousarray(wt, np.int8), bias, mult, shift], layout
+
+
+_HELPERS = {"op_name": _op_name, "const": _const, "dequant": _dequant}
 
 
 def _int_bound(v, up: bool) -> int:
@@ -425,11 +430,13 @@ def _clipped_quantizes(func) -> dict[Any, Any]:
             if uses.get(v) == 1 and _op_name(bound.get(v)) == "relax.quantize"}
 
 
-def rewrite_qdq(mod) -> tuple[Any, list[QOp]]:
+def rewrite_qdq(mod, tflite: bool = False) -> tuple[Any, list[QOp]]:
     """Fold every ``dequantize → conv2d/matmul (+bias, relu/clip) → quantize [→ int clip]``
-    chain of ``mod["main"]`` into a qop ``call_tir``. Returns the new module and the folded ops.
-    NHWC convs (TFLite) become NCHW qops between ``permute_dims``; a qop that reads another
-    one's output takes its NCHW tensor directly, so chains of convs have no transposes."""
+    chain of ``mod["main"]`` into a qop ``call_tir``; with ``tflite`` (TFLite Micro's
+    arithmetic, see _build_qop) also TFLite's int8 ADD and AVERAGE_POOL_2D (qpatterns.py; ONNX
+    keeps ADD in float, as onnxruntime's QLinearAdd). Returns the new module and the folded ops.
+    NHWC convs and pools (TFLite) become NCHW qops between ``permute_dims``; a qop that reads
+    another one's output takes its NCHW tensor directly, so chains of qops have no transposes."""
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
@@ -442,37 +449,53 @@ def rewrite_qdq(mod) -> tuple[Any, list[QOp]]:
 
     @mutator
     class _Rewriter(PyExprMutator):
-        def _fold(self, binding, q_call, clamp) -> bool:
+        def _emit(self, binding, qop, ins, consts, wshape, nhwc: bool) -> None:
+            """Emit the call; ``nhwc``: its NCHW output is transposed back (and kept)."""
             where = f"binding {_var_name(binding.var)}"
-            m = _match_chain(g, q_call.args[0])
-            built = _build_qop(g, m, q_call, where, clamp) if m is not None else None
-            if m is not None and built is None:
-                log.info("%s: %s chain not folded (layout/shape); computed in float",
-                         where, _op_name(m.op))
-            if built is None:
-                return False
-            qop, x, arrays, layout = built
-            key = qop.to_json().replace(where, "") + str(arrays[0].shape)
+            key = qop.to_json().replace(where, "") + str(wshape)
             if key not in cache:
-                func = qop_prim_func(qop, arrays[0].shape)
+                func = qop_prim_func(qop, wshape)
                 cache[key] = self.builder_.add_func(func, f"pemesh_q{qop.kind}_{len(cache)}")
-            xin = self.visit_expr(x)
-            if layout == "NHWC":
-                xin = nchw[xin] if xin in nchw else self.builder_.emit(
-                    relax.op.permute_dims(xin, [0, 3, 1, 2]), name_hint="nchw")
-            call = relax.call_tir(cache[key], [xin] + [relax.const(a) for a in arrays],
+            call = relax.call_tir(cache[key], list(ins) + [relax.const(a) for a in consts],
                                   relax.TensorType(qop.out_shape, qop.out_dtype))
             is_out = not isinstance(binding.var, relax.DataflowVar)
-            emit = self.builder_.emit_output if is_out and layout != "NHWC" \
-                else self.builder_.emit
+            emit = self.builder_.emit_output if is_out and not nhwc else self.builder_.emit
             new_var = emit(call, name_hint=_var_name(binding.var))
-            if layout == "NHWC":
+            if nhwc:
                 back = relax.op.permute_dims(new_var, [0, 2, 3, 1])
                 y = (self.builder_.emit_output if is_out else self.builder_.emit)(
                     back, name_hint=_var_name(binding.var))
                 nchw[y], new_var = new_var, y
             self.set_var_remap(binding.var, new_var)
             folded.append(qop)
+
+        def _fold(self, binding, q_call, clamp, pool: bool = False) -> bool:
+            where = f"binding {_var_name(binding.var)}"
+            tfl = match_tflite_op(g, binding.value, q_call, where, clamp, _HELPERS, pool) \
+                if tflite or pool else None
+            if tfl is not None:
+                qop, srcs, consts, wshape, layout = tfl
+            elif pool:
+                return False
+            else:
+                m = _match_chain(g, q_call.args[0])
+                built = _build_qop(g, m, q_call, where, clamp, tflite) if m is not None else None
+                if m is not None and built is None:
+                    log.info("%s: %s chain not folded (layout/shape); computed in float",
+                             where, _op_name(m.op))
+                if built is None:
+                    return False
+                qop, x, consts, layout = built
+                srcs, wshape = [x], consts[0].shape
+            ins = [self.visit_expr(x) for x in srcs]
+            nhwc = layout == "NHWC" and (qop.kind != "add" or all(v in nchw for v in ins))
+            if nhwc:
+                ins = [nchw[v] if v in nchw else self.builder_.emit(relax.op.permute_dims(
+                    v, [0, 3, 1, 2]), name_hint="nchw") for v in ins]
+            if nhwc and qop.kind == "add":
+                shape = tuple(int(d) for d in ins[0].ty.shape.values)
+                qop = dataclasses.replace(qop, in_shape=shape, out_shape=shape)
+            self._emit(binding, qop, ins, consts, wshape, nhwc)
             return True
 
         def visit_var_binding_(self, binding):  # noqa: N802 (TVM's visitor name)
@@ -483,6 +506,9 @@ def rewrite_qdq(mod) -> tuple[Any, list[QOp]]:
             elif binding.var in clip_vars:
                 clamp = (_int_bound(value.args[1], False), _int_bound(value.args[2], True))
                 if self._fold(binding, g.value(value.args[0]), clamp):
+                    return
+            elif _op_name(value) == "relax.astype":
+                if self._fold(binding, None, None, pool=True):
                     return
             super().visit_var_binding_(binding)
 
@@ -542,9 +568,12 @@ def quantize_model(model: ImportedModel, onnx_model: Any = None) -> ImportedMode
     ``ModelProto``) lets unsupported schemes be reported by ONNX node name."""
     if onnx_model is not None:
         check_onnx_qdq(onnx_model)
-    if not is_qdq(model.mod):
+    had_qdq = is_qdq(model.mod)
+    if not had_qdq and "R.nn.avg_pool2d(" not in model.mod["main"].script(show_meta=False):
         return model
-    mod, folded = rewrite_qdq(model.mod)
+    mod, folded = rewrite_qdq(model.mod, tflite=model.format == "tflite")
+    if not folded and not had_qdq:
+        return model                  # a float model with an average pool
     mod, snapped = snap_scales(mod)
     if snapped:
         log.info("%s: %d boundary scale(s) rounded to C-exact float32", model.name, snapped)

@@ -50,16 +50,44 @@ def test_int8_model_bit_exact_on_host(name, tmp_path):
         assert np.max(np.abs(r.astype(np.float64) - o)) <= step * 1.0001, name
 
 
-def test_requantize_rounds_half_up_and_matches_float():
+def test_requantize_is_tflites_fixed_point_and_matches_float():
+    """TFLite's QuantizeMultiplier + MultiplyByQuantizedMultiplier: the doubling high multiply
+    rounds ties up (its nudge), the rounding shift rounds ties away from zero."""
     mult, shift = quantize_multiplier(0.5)
-    assert (mult, shift) == (1 << 30, 31)
+    assert (mult, shift) == (1 << 30, 0)      # 0.5 = 2^30 * 2^(0 - 31)
     acc = np.array([-3, -1, 1, 3, 5], np.int32)
     got = requantize_ref(acc, np.full(5, mult), np.full(5, shift), 0, -128, 127)
-    assert got.tolist() == [-1, 0, 1, 2, 3]   # x/2 rounded half up: -1.5→-1, -0.5→0, 0.5→1
+    assert got.tolist() == [-1, 0, 1, 2, 3]   # x/2 in the high multiply: ties up (-1.5→-1)
+    m4, s4 = quantize_multiplier(0.25)
+    assert (m4, s4) == (1 << 30, -1)
+    # the shift rounds: 0.25 * 6 = 1.5 → 2; 0.25 * -2 = -0.5 → -1; 0.25 * -6 = -1.5 → -2
+    assert requantize_ref(np.array([6, -2, 2, -6]), np.full(4, m4), np.full(4, s4), 0, -128,
+                          127).tolist() == [2, -1, 1, -2]
+    m3, s3 = quantize_multiplier(3.0)          # a scale >= 1: a left shift
+    assert (m3, s3) == (3 << 29, 2)
+    assert requantize_ref(np.array([5, -7]), np.full(2, m3), np.full(2, s3), 0, -128,
+                          127).tolist() == [15, -21]
+    # ONNX QDQ models round once, ties up (closest to onnxruntime's float requantization)
+    assert requantize_ref(np.array([6, -2, 2, -6]), np.full(4, m4), np.full(4, s4), 0, -128,
+                          127, rounding="half_up").tolist() == [2, 0, 1, -1]
     rng = np.random.default_rng(0)
     for scale in rng.uniform(1e-5, 0.9, 50):
         m, s = quantize_multiplier(float(scale))
-        assert abs(m * 2.0 ** -s - scale) <= scale * 2 ** -30
+        assert abs(m * 2.0 ** (s - 31) - scale) <= scale * 2 ** -30
+
+
+def test_tiny_and_huge_requantization_scales_follow_tflite():
+    """TFLite's QuantizeMultiplier: an exponent below -31 gives multiplier 0 (the output is the
+    zero point), e.g. the ~1e-10 scale of a channel whose weights are ~0; no error."""
+    assert quantize_multiplier(2.2897e-10) == (0, 0)
+    assert quantize_multiplier(0.0) == (0, 0)
+    m, s = quantize_multiplier(2.0 ** -31)            # the smallest that still has a multiplier
+    assert (m, s) == (1 << 30, -30)
+    assert requantize_ref(np.array([1 << 30, -(1 << 30)]), np.full(2, m), np.full(2, s), 3,
+                          -128, 127).tolist() == [3 + 1, 3 - 1]    # 2^30 * 2^-31 = 0.5 → ±1
+    assert requantize_ref(np.array([123456789]), np.zeros(1), np.zeros(1), -5, -128,
+                          127).tolist() == [-5]
+    assert quantize_multiplier(2.0 ** 40) == ((1 << 31) - 1, 30)
 
 
 def _qdq_conv(w_dtype=np.int8, w_zp=0, per_channel=False, q_elem=None) -> onnx.ModelProto:

@@ -5,9 +5,10 @@ integer clip for a fused RELU/RELU6), NHWC; ``generator/quantize.py`` folds thos
 same integer qops as ONNX QDQ (NCHW, transposes only where the graph leaves the qops). Checks:
 the C equals the TVM reference of the integer graph bit for bit (CPU-only and offloaded), and
 that reference is within one output quantization step of the TFLite interpreter (ai-edge-litert).
-Rounding: pemesh requantizes with a Q31 multiplier and one rounding shift, ties toward +inf
-(round half up); TFLite rounds twice (SaturatingRoundingDoublingHighMul, then
-RoundingDivideByPOT), both half away from zero — results differ only near ties.
+Rounding: pemesh requantizes as TFLite Micro does (QuantizeMultiplier, then
+SaturatingRoundingDoublingHighMul and RoundingDivideByPOT); LiteRT's optimized kernels round
+once, so they differ from it near ties (tests/test_converter_models.py compares with TFLite
+Micro itself, bit for bit).
 """
 
 from __future__ import annotations

@@ -48,11 +48,12 @@ void pemesh_pe_accel_counters(uint32_t *calls, uint64_t *macs)
 static int pemesh_accel_check_rq(const struct pemesh_accel_requant *rq, uint16_t n_out)
 {
 	if (rq->bias == NULL || rq->multiplier == NULL || rq->shift == NULL ||
-	    rq->act_min > rq->act_max || rq->act_min < -128 || rq->act_max > 127) {
+	    rq->act_min > rq->act_max || rq->act_min < -128 || rq->act_max > 127 ||
+	    rq->rounding < 0 || rq->rounding > 1) {
 		return -EINVAL;
 	}
 	for (uint16_t o = 0u; o < n_out; o++) {
-		if (rq->shift[o] < 1 || rq->shift[o] > 62) {
+		if (rq->shift[o] < -31 || rq->shift[o] > 30) {
 			return -EINVAL;
 		}
 	}
@@ -74,10 +75,45 @@ static int pemesh_accel_check_w(const int8_t *w, uint16_t k, uint16_t k_padded, 
 
 #if !defined(CONFIG_PEMESH_ACCEL_DRIVER)
 
+/* TFLite's SaturatingRoundingDoublingHighMul: (a * b * 2 + 2^31 rounding) >> 32, the rounding
+ * half away from zero, the division truncating (as in C). */
+static int32_t pemesh_accel_srdhm(int32_t a, int32_t b)
+{
+	if (a == INT32_MIN && b == INT32_MIN) {
+		return INT32_MAX;
+	}
+	int64_t ab = (int64_t)a * (int64_t)b;
+	int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+
+	return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* TFLite's RoundingDivideByPOT: x / 2^e rounded half away from zero (0 <= e <= 31). */
+static int32_t pemesh_accel_rdbpot(int32_t x, int32_t e)
+{
+	int64_t mask = ((int64_t)1 << e) - 1;
+	int64_t rem = (int64_t)x & mask;
+	int64_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
+
+	return (int32_t)(((int64_t)x >> e) + (rem > thr ? 1 : 0));
+}
+
 static int8_t pemesh_accel_requant(const struct pemesh_accel_requant *rq, uint32_t o, int32_t acc)
 {
 	int32_t sh = rq->shift[o];
-	int64_t v = ((int64_t)acc * (int64_t)rq->multiplier[o] + ((int64_t)1 << (sh - 1))) >> sh;
+	int64_t v;
+
+	if (rq->rounding == 1) {
+		int32_t r = 31 - sh;   /* 1..62 */
+
+		v = ((int64_t)acc * (int64_t)rq->multiplier[o] + ((int64_t)1 << (r - 1))) >> r;
+	} else {
+		int32_t left = sh > 0 ? sh : 0;
+		int32_t right = sh > 0 ? 0 : -sh;
+		int32_t x = (int32_t)((uint32_t)acc << left);   /* TFLite: acc * (1 << left), wraps */
+
+		v = pemesh_accel_rdbpot(pemesh_accel_srdhm(x, rq->multiplier[o]), right);
+	}
 
 	v += rq->output_zero_point;
 	if (v < rq->act_min) {

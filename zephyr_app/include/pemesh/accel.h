@@ -8,12 +8,14 @@
  * What one call computes, for every output element (o = output channel / column):
  *
  *   acc   = bias[o] + sum_k (in[k] - input_zero_point) * weights[o][k]      int8 x int8 -> int32
- *   v     = (acc * multiplier[o] + 2^(shift[o]-1)) >> shift[o]             int64, arithmetic >>
+ *   v     = MultiplyByQuantizedMultiplier(acc, multiplier[o], shift[o])     TFLite's, see below
  *   out   = clamp(v + output_zero_point, act_min, act_max)                 -> int8
  *
- * i.e. requantization with a Q31 fixed-point multiplier and a right shift, rounding half up
- * (ties toward +infinity), then a clamp that also applies a fused ReLU / ReLU6 / Clip. This is
- * bit-exactly what the TVM code of the same step (generator/quantize.py) computes.
+ * i.e. requantization exactly as TFLite Micro does it: x = acc * 2^max(shift, 0) (int32),
+ * h = SaturatingRoundingDoublingHighMul(x, multiplier) (the high 32 bits of 2*x*multiplier,
+ * rounded half away from zero), v = RoundingDivideByPOT(h, max(-shift, 0)) (half away from
+ * zero); then a clamp that also applies a fused ReLU / ReLU6 / Clip. This is bit-exactly what
+ * the TVM code of the same step (generator/qops.py) computes.
  *
  * Buffers:
  *  - activations: int8, NCHW (conv) or [rows][in_features] (dense), the graph's layout; the
@@ -22,7 +24,8 @@
  *    (cin_g = input channels per group: in_c for conv2d, 1 for depthwise); out_padded is a
  *    multiple of 16 (the array's columns), k_padded a multiple of 4 (its rows); the padding is 0;
  *    4-byte aligned (PEMESH_ACCEL_ALIGN);
- *  - bias / multiplier: int32 [out_padded]; shift: int8 [out_padded], 1..62 for real channels.
+ *  - bias / multiplier: int32 [out_padded] (multiplier Q31, TFLite's QuantizeMultiplier);
+ *    shift: int8 [out_padded], TFLite's exponent -31..30 (> 0 a left shift, < 0 a right shift).
  *  All parameter arrays are compile-time constants (flash); the wrapper never writes them.
  *
  * Depthwise: column j of the array serves channel (tile * 16 + j) with its own input; K runs
@@ -66,7 +69,9 @@ struct pemesh_accel_requant {
 	int32_t act_min, act_max;   /**< clamp (int8 range, narrowed by a fused ReLU/Clip) */
 	const int32_t *bias;        /**< [out_padded], in accumulator units */
 	const int32_t *multiplier;  /**< [out_padded], Q31 */
-	const int8_t *shift;        /**< [out_padded], right shift 1..62 */
+	const int8_t *shift;        /**< [out_padded], TFLite exponent -31..30 (<0: right shift) */
+	int32_t rounding;           /**< 0: TFLite's (above); 1: ONNX models' one rounding, ties
+	                             *   up: v = (acc * multiplier + 2^(30-shift)) >> (31-shift) */
 };
 
 /** A conv2d (groups == 1) or depthwise conv2d (groups == in_c == out_c), NCHW, int8. */
