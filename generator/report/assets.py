@@ -61,6 +61,7 @@ svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif
 .chip-cell { cursor: pointer; }
 .chip-cell > rect:first-of-type { stroke: rgba(0,0,0,.35); stroke-width: 1; }
 .chip-cell.selected > rect:first-of-type { stroke: #0b63ce; stroke-width: 4; }
+.chip-cell.bottleneck.selected > rect:first-of-type { stroke: var(--neck); stroke-width: 5; }
 .chip-title { font-weight: 700; font-size: 13px; }
 .chip-count, .chip-dom, .chip-cyc { font-size: 12px; }
 .mix-frame { fill: #fff; stroke: rgba(0,0,0,.45); }

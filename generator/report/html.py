@@ -182,28 +182,32 @@ def _cell(v: Any) -> str:
 def _tables_section(data: dict[str, Any], summary: list[dict[str, Any]], geo: Geometry,
                     chips: bool) -> str:
     by_name = {s["name"]: s for s in data["stages"]}
-    srows, scls = [], []
+    srows, mrows, scls = [], [], []
     for r in summary:
         s = by_name[r["name"]]
-        srows.append([f"s{r['index']}", r["name"], s["ops"], s["constants_size"],
-                      s["workspace_size"], s["arena_lower_bound"], s["io_size"], s["macs"],
-                      r["pes"], r["planned_ram"], r["built_ram"], r["ram_limit"],
-                      r["planned_flash"], r["built_flash"], r["flash_limit"],
+        srows.append([f"s{r['index']}", r["name"], s["ops"], s["macs"], s["constants_size"],
+                      s["workspace_size"], s["arena_lower_bound"], s["io_size"], r["pes"],
                       r["cost_cycles"], r["cycles_min"], r["cycles_mean"], r["cycles_max"]])
+        mrows.append([f"s{r['index']}", r["name"], r["pes"], r["planned_ram"], r["built_ram"],
+                      r["ram_limit"], r["planned_flash"], r["built_flash"], r["flash_limit"]])
         scls.append("bottleneck" if r["bottleneck"] else "")
     out = ['<section id="tables"><h2>Stages</h2>',
-           _table(["#", "stage", "ops", "weights B", "arena B", "arena lower bound B", "io B",
-                   "MACs", "PEs", "RAM plan", "RAM built", "RAM limit", "flash plan",
-                   "flash built", "flash limit", "model cycles", "cycles min", "cycles mean",
-                   "cycles max"], srows, {0, 1}, scls)]
+           _table(["#", "stage", "ops", "MACs", "weights B", "arena B", "arena lower bound B",
+                   "io B", "PEs", "model cycles", "cycles min", "cycles mean", "cycles max"],
+                  srows, {0, 1}, scls),
+           "<h2>Memory per stage</h2><p class=\"note\">bytes; the largest among the stage's "
+           "PEs</p>",
+           _table(["#", "stage", "PEs", "RAM plan", "RAM built", "RAM limit", "flash plan",
+                   "flash built", "flash limit"], mrows, {0, 1}, scls)]
     out.append(_pe_table(data, chips, geo))
     out.append(_links_table(data))
     extra = []
-    if data.get("throughput"):
-        extra.append(["throughput", json.dumps(data["throughput"], sort_keys=True)])
-    if data.get("partition"):
-        extra += [[f"partition {k}", json.dumps(v) if not isinstance(v, str) else v]
-                  for k, v in sorted(data["partition"].items())]
+    for k, v in sorted((data.get("throughput") or {}).items()):
+        if k == "slowest_stage" and isinstance(v, dict):
+            v = f"{v.get('stage')} on PE {v.get('pe')}: {_cell(v.get('cycles'))} cycles"
+        extra.append([f"throughput: {k}", v if isinstance(v, (int, float, str)) else json.dumps(v)])
+    extra += [[f"partition: {k}", v if isinstance(v, (int, float, str)) else json.dumps(v)]
+              for k, v in sorted((data.get("partition") or {}).items())]
     if extra:
         out.append("<h2>Run and partition</h2>" + _table(["", "value"], extra, {0, 1}))
     out.append("</section>")

@@ -107,7 +107,7 @@ class _PeLayout:
     def __init__(self, geo: Geometry):
         self.geo = geo
         cols = geo.width + (geo.chips_x - 1) * 0.5
-        self.pitch = max(18.0, min(92.0, 960.0 / max(cols, 1.0)))
+        self.pitch = max(18.0, min(130.0, 960.0 / max(cols, 1.0)))
         self.box = round(self.pitch * 0.66, 1)
         self.chip_gap = max(10.0, self.pitch * 0.5)
         self.label_h = 18.0
@@ -350,7 +350,14 @@ def _chip_cell(c: dict[str, Any], geo: Geometry, colors: list[str], names: list[
     fill = colors[dom % len(colors)] if dom is not None else "#f3f3f3"
     t = ink(fill) if dom is not None else "#777"
     cls = "chip-cell bottleneck" if c["bottleneck"] else "chip-cell"
+    tied = (sum(1 for n in c["stages"].values() if n == c["stages"][dom]) - 1
+            if dom is not None else 0)
+    dname = "" if dom is None else (names[dom] if dom < len(names) else str(dom))
     lines = [f"chip {c['chip']} at {c['coords']}: {c['pes']} of {per_chip} PEs used"]
+    if dom is not None:
+        lines.append(f"dominant stage {dname}: {c['stages'][dom]} PEs"
+                     + (f" (tied with {tied} other stage{'' if tied == 1 else 's'}; the "
+                        "earliest is shown)" if tied else ""))
     lines += [f"  {names[i] if i < len(names) else i}: {n} PE{'' if n == 1 else 's'}"
               for i, n in sorted(c["stages"].items(), key=lambda kv: (-kv[1], kv[0]))]
     lines += [f"largest RAM {human_bytes(c['ram'])}, flash {human_bytes(c['flash'])}",
@@ -360,31 +367,32 @@ def _chip_cell(c: dict[str, Any], geo: Geometry, colors: list[str], names: list[
         lines.append("holds the bottleneck PE")
     if c["host_link"]:
         lines.append("holds the board's host link")
+    n_st = len(c["stages"])
     out = [f'<g class="{cls}" data-chip="{c["chip"]}" data-pes="{c["pes"]}" '
-           f'data-dominant="{"" if dom is None else escape(names[dom] if dom < len(names) else str(dom))}"'
-           f' tabindex="0"><rect x="{x:.1f}" y="{y:.1f}" width="{CHIP_W}" height="{CHIP_H}" '
+           f'data-dominant="{escape(dname)}" tabindex="0">'
+           f'<rect x="{x:.1f}" y="{y:.1f}" width="{CHIP_W}" height="{CHIP_H}" '
            f'rx="8" fill="{fill}"/>',
            f'<text class="chip-title" x="{x + 8:.1f}" y="{y + 18:.1f}" fill="{t}">chip {c["chip"]}'
            f' ({c["coords"][0]},{c["coords"][1]})</text>',
-           f'<text class="chip-count" x="{x + 8:.1f}" y="{y + 36:.1f}" fill="{t}">'
+           f'<text class="chip-count" x="{x + 8:.1f}" y="{y + 35:.1f}" fill="{t}">'
            f'{c["pes"]}/{per_chip} PEs</text>']
     if dom is not None:
-        out.append(f'<text class="chip-dom" x="{x + 8:.1f}" y="{y + 53:.1f}" fill="{t}">'
-                   f'{c["stages"][dom]} × s{dom}'
-                   f'{" · " + str(len(c["stages"])) + " stages" if len(c["stages"]) > 1 else ""}'
-                   f'</text>')
+        out.append(f'<text class="chip-count" x="{x + 8:.1f}" y="{y + 50:.1f}" fill="{t}">'
+                   f'{n_st} stage{"" if n_st == 1 else "s"}</text>'
+                   f'<text class="chip-dom" x="{x + 8:.1f}" y="{y + 65:.1f}" fill="{t}">'
+                   f'{c["stages"][dom]} × s{dom}{f" +{tied} tied" if tied else ""}</text>')
         if c["cycles"] is not None:
-            out.append(f'<text class="chip-cyc" x="{x + 8:.1f}" y="{y + 70:.1f}" fill="{t}">'
+            out.append(f'<text class="chip-cyc" x="{x + 8:.1f}" y="{y + 80:.1f}" fill="{t}">'
                        f'max {c["cycles"]:,} cyc</text>')
         # the stage mix: one segment per stage, width by PE count
         bx, bw = x + 8, CHIP_W - 16
-        out.append(f'<rect class="mix-frame" x="{bx:.1f}" y="{y + CHIP_H - 22:.1f}" '
-                   f'width="{bw:.1f}" height="12"/>')
+        out.append(f'<rect class="mix-frame" x="{bx:.1f}" y="{y + CHIP_H - 20:.1f}" '
+                   f'width="{bw:.1f}" height="11"/>')
         at = bx
         for i, n in sorted(c["stages"].items()):
             sw = bw * n / max(c["pes"], 1)
-            out.append(f'<rect class="mix" x="{at:.2f}" y="{y + CHIP_H - 22:.1f}" '
-                       f'width="{sw:.2f}" height="12" fill="{colors[i % len(colors)]}"/>')
+            out.append(f'<rect class="mix" x="{at:.2f}" y="{y + CHIP_H - 20:.1f}" '
+                       f'width="{sw:.2f}" height="11" fill="{colors[i % len(colors)]}"/>')
             at += sw
     if c["host_link"]:
         out.append(f'<circle class="host-badge" cx="{x + CHIP_W - 12:.1f}" cy="{y + 13:.1f}" '

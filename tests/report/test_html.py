@@ -136,7 +136,7 @@ def test_tables(small):
     el = Elements(page)
     pe_rows = [e for e in el.found if e["tag"] == "tr"]
     assert any("pe39" in e["text"] for e in pe_rows)
-    assert len(el.by_class("bottleneck", "tr")) == 2          # its stage and its PE
+    assert len(el.by_class("bottleneck", "tr")) == 3    # its stage (cycles, memory), its PE
     assert "Stages" in page and "Links" in page
 
 
@@ -172,7 +172,7 @@ def test_7296_pes_aggregated_per_chip_and_small(big):
         dom = min((s for s, n in count.items() if n == top), key=idx.get)
         assert c.get("data-dominant") == dom
         assert c.find("{http://www.w3.org/2000/svg}rect").get("fill") == colors[idx[dom]]
-        assert f"{sum(count.values())}/152 PEs" in text_of(c)
+        assert f"{sum(count.values())}/152 PEs" in text_of(c) and "12 stages" in text_of(c)
         assert f"{top} × s{idx[dom]}" in text_of(c)
     assert "holds the bottleneck PE" in "".join(
         text_of(c) for c in cells if "bottleneck" in c.get("class").split())
