@@ -26,7 +26,9 @@ _BASE_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948"
 BOTTLENECK = "#d62728"
 HOST_COLOR = "#333333"
 #: the largest grid (positions) drawn PE by PE; bigger meshes are drawn chip by chip
-MAX_PE_VIEW = 1600
+MAX_PE_VIEW = 1024
+#: past this many PEs, a PE's tooltip is one line (its memory is in the charts and tables)
+BRIEF_TIPS = 256
 
 
 def stage_colors(n: int) -> list[str]:
@@ -137,8 +139,11 @@ class _PeLayout:
         return w - self.chip_gap + 8, h - self.chip_gap - self.label_h + 8
 
 
-def _pe_tip(p: dict[str, Any], stage_no: int) -> str:
+def _pe_tip(p: dict[str, Any], stage_no: int, brief: bool = False) -> str:
     cyc = "-" if p["cycles"] is None else f"{p['cycles']:,}"
+    if brief:                       # many PEs: the memory is in the charts and tables
+        return (f"{p['name']} {tuple(p['coords'])}: {p['stage']} (s{stage_no}) r{p['replica']}, "
+                f"{cyc} cycles" + (", host" if p["host_link"] else ""))
     return (f"{p['name']} (PE {p['pe_id']}) at {tuple(p['coords'])}, chip {p['chip']}\n"
             f"stage {p['stage']} (#{stage_no}), replica {p['replica']}\n"
             f"RAM planned {p['planned_ram']:,} B, built {_n(p['built_ram'])} B, "
@@ -177,6 +182,7 @@ def pe_view(data: dict[str, Any], geo: Geometry, colors: list[str]) -> str:
     out = [svg_open(w, h, "mesh pe-view zoomable", "the mesh, PE by PE")]
     # chips and PEs
     font = max(7.0, min(13.0, lay.box * 0.24))
+    brief = len(data["pes"]) > BRIEF_TIPS
     for cy in range(geo.chips_y):
         for cx in range(geo.chips_x):
             chip = cy * geo.chips_x + cx
@@ -194,7 +200,7 @@ def pe_view(data: dict[str, Any], geo: Geometry, colors: list[str]) -> str:
                     if x >= geo.width or y >= geo.height:
                         continue
                     out.append(_pe_box(lay, x, y, cells.get((x, y)), stage_no, colors, font,
-                                       slow_pe))
+                                       slow_pe, brief))
             out.append("</g>")
     out.append(_links(data, geo, lay))
     out.append(_host(geo, lay, h))
@@ -203,7 +209,7 @@ def pe_view(data: dict[str, Any], geo: Geometry, colors: list[str]) -> str:
 
 
 def _pe_box(lay: _PeLayout, x: int, y: int, p: dict[str, Any] | None, stage_no: dict[str, int],
-            colors: list[str], font: float, slow_pe: str | None) -> str:
+            colors: list[str], font: float, slow_pe: str | None, brief: bool) -> str:
     bx, by = lay.cell(x, y)
     b = lay.box
     if p is None:
@@ -226,7 +232,7 @@ def _pe_box(lay: _PeLayout, x: int, y: int, p: dict[str, Any] | None, stage_no: 
         r = max(3.0, b * 0.11)
         parts.append(f'<circle class="host-badge" cx="{bx + b - r - 1:.1f}" '
                      f'cy="{by + r + 1:.1f}" r="{r:.1f}"/>')
-    parts.append(title(_pe_tip(p, i)) + "</g>")
+    parts.append(title(_pe_tip(p, i, brief)) + "</g>")
     return "".join(parts)
 
 
@@ -245,7 +251,7 @@ def _links(data: dict[str, Any], geo: Geometry, lay: _PeLayout) -> str:
         wdt = link_width(nbytes, most, hi=min(10.0, lay.box * 0.22))
         out.append(_arrow(x1, y1, x2, y2, wdt, offset=lay.box * 0.2, shorten=lay.box / 2 + 1,
                           class_="link", data_link=f"{a}->{b}", data_bytes=nbytes,
-                          tip=f"link PE {a} → PE {b}: {nbytes:,} bytes"))
+                          tip=f"PE {a} → PE {b}: {nbytes:,} bytes"))
     out.append("</g>")
     return "".join(out)
 

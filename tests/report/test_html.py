@@ -214,3 +214,29 @@ def test_text_report_legend_and_stage_summary(small):
     assert "mesh (stage of each PE, '.' unused):" in text and "links (bytes):" in text
     summary = stage_summary(data)
     assert [r["pes"] for r in summary] == [12] * 5
+
+
+MESH_1024 = """mesh:
+  name: grid1024
+  description: "4x4 chips of 8x8 PEs: the largest grid drawn PE by PE"
+  pe_kind: qemu_cortex_m3
+  topology: {chips_x: 4, chips_y: 4, pes_x: 8, pes_y: 8}
+  host_links:
+    - pe 0 of chip (0,0)
+  links:
+    on_chip: {bytes_per_s: 1000000, latency_ns: 10000}
+    chip_to_chip: {bytes_per_s: 250000, latency_ns: 40000}
+"""
+
+
+def test_largest_pe_view_stays_small(tmp_path):
+    yaml = tmp_path / "grid1024.yaml"
+    yaml.write_text(MESH_1024)
+    write_synthetic_out(tmp_path / "out", str(yaml), stages=8)
+    data = collect(tmp_path / "out")
+    page = render_html(data)
+    assert not use_chip_view(geometry(data))
+    mesh = svgs(page)["mesh"]
+    assert len(with_class(mesh, "pe")) == 1024
+    assert len(with_class(mesh, "link")) == len(data["links"])
+    assert len(page) < 550_000, f"{len(page):,} bytes"
