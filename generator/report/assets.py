@@ -248,7 +248,11 @@ JS = r"""
     cell.addEventListener("keydown", function (e) {
       if (e.key === "Enter") drawChip(Number(cell.dataset.chip)); });
   });
-  if (D.firstChip >= 0) drawChip(D.firstChip);
+  function fromHash() { var m = /chip=(\d+)/.exec(location.hash);
+    var c = m ? Number(m[1]) : D.firstChip;
+    if (c >= 0 && c < D.chips_x * Math.ceil(D.H / D.py)) drawChip(c); }
+  window.addEventListener("hashchange", fromHash);
+  fromHash();                  // report.html#chip=12 opens on chip 12
   var more = document.getElementById("all-pes");
   if (more) more.addEventListener("click", function () {
     var body = document.querySelector("#pe-table tbody"), rows = [];

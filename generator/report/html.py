@@ -105,7 +105,8 @@ def _mesh_section(data: dict[str, Any], summary: list[dict[str, Any]], geo: Geom
         note = (f"{len(data['pes']):,} PEs on {geo.num_chips} chips, drawn chip by chip: a "
                 "chip is coloured by its dominant stage and shows how many PEs it uses, the "
                 "dominant stage's count and the stage mix (bar). Arrows are bytes that crossed "
-                "between chips. Hover a chip for its counts; click it to draw its PEs (below); "
+                "between chips. Hover a chip for its counts; click it to draw its PEs (below; "
+                "the page opens on the bottleneck's chip, or on chip N with #chip=N); "
                 "wheel or the buttons zoom, drag pans, double-click resets.")
     else:
         drawing = pe_view(data, geo, colors)

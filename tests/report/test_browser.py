@@ -29,14 +29,16 @@ pytestmark = pytest.mark.skipif(
                              "(scripts/setup.sh does it for the test extras as root)")
 
 
-def chromium(page: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run headless Chromium on ``page`` with a throw-away profile and no network services."""
+def chromium(page: Path, *args: str, timeout: float = 120,
+             fragment: str = "") -> subprocess.CompletedProcess:
+    """Run headless Chromium on ``page`` (``#fragment``) with a throw-away profile and no
+    network services."""
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
-             *args, page.resolve().as_uri()],
+             *args, page.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
             capture_output=True, text=True, timeout=timeout)
 
 
@@ -86,3 +88,6 @@ def test_7296_pes_in_chromium(tmp_path):
     assert "Uncaught" not in r.stderr, r.stderr[-2000:]
     slow = data["throughput"]["slowest_stage"]["pe"]
     assert 'class="chip-detail"' in r.stdout and f"slowest PE: pe{slow}," in r.stdout
+    # report.html#chip=40 opens on chip 40 (0,5)
+    r = chromium(page, "--dump-dom", fragment="chip=40")
+    assert "<h3>chip 40 (0,5)</h3>" in r.stdout and "pe6080" in r.stdout
