@@ -91,3 +91,40 @@ def test_7296_pes_in_chromium(tmp_path):
     # report.html#chip=40 opens on chip 40 (0,5)
     r = chromium(page, "--dump-dom", fragment="chip=40")
     assert "<h3>chip 40 (0,5)</h3>" in r.stdout and "pe6080" in r.stdout
+
+
+#: appended to a copy of the page: wheel-zoom the mesh, click chip 5, show all PEs; the results
+#: land in attributes of <body> that --dump-dom shows
+_DRIVE = """<script>
+(function () {
+  var svg = document.querySelector("svg.zoomable"), r = svg.getBoundingClientRect();
+  var before = svg.getAttribute("viewBox");
+  for (var i = 0; i < 3; i++)
+    svg.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: r.left + r.width * 0.3,
+      clientY: r.top + r.height * 0.3, bubbles: true, cancelable: true}));
+  document.body.setAttribute("data-before", before);
+  document.body.setAttribute("data-after", svg.getAttribute("viewBox"));
+  var cell = document.querySelector('.chip-cell[data-chip="5"]');
+  if (cell) cell.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+  var more = document.getElementById("all-pes");
+  if (more) more.click();
+  document.body.setAttribute("data-rows",
+    document.querySelectorAll("#pe-table tbody tr").length);
+})();
+</script></body>"""
+
+
+def test_zoom_click_and_pe_table_in_chromium(tmp_path):
+    data, page = _page(tmp_path, "report_drive", mesh_name="spinnaker2_board", stages=12)
+    driven = tmp_path / "report_drive_zoomed.html"
+    driven.write_text(page.read_text().replace("</body>", _DRIVE))
+    r = chromium(driven, "--dump-dom", "--enable-logging=stderr", "--v=0")
+    assert "Uncaught" not in r.stderr, r.stderr[-2000:]
+    import re
+    before = [float(v) for v in re.search(r'data-before="([^"]+)"', r.stdout).group(1).split()]
+    after = [float(v) for v in re.search(r'data-after="([^"]+)"', r.stdout).group(1).split()]
+    assert after[2] < before[2] * 0.6 and after[3] < before[3] * 0.6     # zoomed in
+    assert after[0] > before[0] and after[1] > before[1]                # around the pointer
+    assert "<h3>chip 5 (5,0)</h3>" in r.stdout                         # the click drew chip 5
+    assert re.search(r'data-rows="(\d+)"', r.stdout).group(1) == "7296"  # every PE in the table
+    screenshot(driven, tmp_path / "report_drive_zoomed.png", "1400,1000")
