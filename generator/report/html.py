@@ -223,11 +223,14 @@ def _pe_table(data: dict[str, Any], chips: bool, geo: Geometry) -> str:
     pes = sorted(data["pes"], key=lambda p: p["pe_id"])
     slow = bottleneck(data)
     if len(pes) <= MAX_PE_ROWS:
+        accel = any(p["accel_cycles"] or p["accel_calls"] for p in pes)
         rows = [[p["name"], f"({p['coords'][0]}, {p['coords'][1]})", p["stage"], p["replica"],
                  p["planned_ram"], p["built_ram"], p["ram_limit"], p["planned_flash"],
-                 p["built_flash"], p["flash_limit"], p["cycles"]] for p in pes]
+                 p["built_flash"], p["flash_limit"], p["cycles"]]
+                + ([p["accel_cycles"] or None, p["accel_calls"]] if accel else []) for p in pes]
         cls = ["bottleneck" if slow and slow["pe"] == p["name"] else "" for p in pes]
-        return "<h2>PEs</h2>" + _table(_PE_HEAD, rows, {0, 2}, cls, tid="pe-table")
+        head = _PE_HEAD + (["accel cycles (model)", "accel calls"] if accel else [])
+        return "<h2>PEs</h2>" + _table(head, rows, {0, 2}, cls, tid="pe-table")
     out = ["<h2>Chips</h2>"]
     names = [s["name"] for s in data["stages"]]
     crow = []

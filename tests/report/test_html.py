@@ -240,3 +240,13 @@ def test_largest_pe_view_stays_small(tmp_path):
     assert len(with_class(mesh, "pe")) == 1024
     assert len(with_class(mesh, "link")) == len(data["links"])
     assert len(page) < 550_000, f"{len(page):,} bytes"
+
+
+def test_accelerator_columns_only_when_used(small, tmp_path):
+    data, page = small
+    assert "accel cycles" not in page
+    write_synthetic_out(tmp_path, "qemu4", stages=2)
+    data = collect(tmp_path)
+    data["pes"][0].update(accel_cycles=1234, accel_calls=3)
+    page = render_html(data)
+    assert "accel cycles (model)" in page and "1,234" in page
