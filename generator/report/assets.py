@@ -103,6 +103,25 @@ JS = r"""
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
+  function ink(c) { var r = parseInt(c.substr(1, 2), 16), g = parseInt(c.substr(3, 2), 16),
+    b = parseInt(c.substr(5, 2), 16); return (0.299 * r + 0.587 * g + 0.114 * b) / 255 > 0.55
+    ? "#111" : "#fff"; }
+  function label(svg) {      // details on zoom: name the PEs once their boxes are big enough
+    if (svg.dataset.labelled || !svg.classList.contains("pe-view")) return;
+    var pes = svg.querySelectorAll("g.pe");
+    if (!pes.length || pes[0].querySelector("text")) { svg.dataset.labelled = "1"; return; }
+    var r = svg.getBoundingClientRect(), v = vb(svg);
+    var b = Number(pes[0].querySelector("rect").getAttribute("width"));
+    if (b * r.width / v[2] < 30) return;
+    svg.dataset.labelled = "1";
+    pes.forEach(function (g) { var q = g.querySelector("rect"), t = g.querySelector("title");
+      var x = Number(q.getAttribute("x")) + b / 2, y = Number(q.getAttribute("y")) + b / 2;
+      var e = document.createElementNS(NS, "text");
+      e.setAttribute("class", "pe-label"); e.setAttribute("x", x); e.setAttribute("y", y + b * 0.1);
+      e.setAttribute("font-size", (b * 0.27).toFixed(1));
+      e.setAttribute("fill", ink(q.getAttribute("fill")));
+      e.textContent = t ? t.textContent.split(" ")[0] : "PE " + g.dataset.pe;
+      g.insertBefore(e, t); }); }
   function vb(svg) { return svg.getAttribute("viewBox").split(/\s+/).map(Number); }
   function setVb(svg, v) { svg.setAttribute("viewBox", v.map(function (n) {
     return n.toFixed(1); }).join(" ")); }
@@ -115,7 +134,7 @@ JS = r"""
       var x = px - (px - v[0]) * f, y = py - (py - v[1]) * f;
       x = Math.min(Math.max(x, home[0]), home[0] + home[2] - w);
       y = Math.min(Math.max(y, home[1]), home[1] + home[3] - h);
-      setVb(svg, [x, y, w, h]);
+      setVb(svg, [x, y, w, h]); label(svg);
     }
     function at(e) { var r = svg.getBoundingClientRect(), v = vb(svg);
       return [v[0] + (e.clientX - r.left) / r.width * v[2],
@@ -157,9 +176,6 @@ JS = r"""
     for (var k in a) e.setAttribute(k, a[k]); if (text !== undefined) e.textContent = text;
     return e; }
   function fmt(n) { return n < 0 ? "-" : n.toLocaleString("en-US"); }
-  function ink(c) { var r = parseInt(c.substr(1, 2), 16), g = parseInt(c.substr(3, 2), 16),
-    b = parseInt(c.substr(5, 2), 16); return (0.299 * r + 0.587 * g + 0.114 * b) / 255 > 0.55
-    ? "#111" : "#fff"; }
   function tip(gi) { var s = D.stage[gi], m = D.profiles[D.mem[gi]] || [];
     return "pe" + D.id[gi] + " at (" + (gi % D.W) + ", " + Math.floor(gi / D.W) + ")\nstage " +
       D.stages[s] + " (#" + s + "), replica " + D.rep[gi] + "\nRAM planned " + fmt(m[0]) +

@@ -8,6 +8,7 @@ with the test extras). Set PEMESH_SCREENSHOTS=DIR to keep the screenshots for a 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -120,7 +121,6 @@ def test_zoom_click_and_pe_table_in_chromium(tmp_path):
     driven.write_text(page.read_text().replace("</body>", _DRIVE))
     r = chromium(driven, "--dump-dom", "--enable-logging=stderr", "--v=0")
     assert "Uncaught" not in r.stderr, r.stderr[-2000:]
-    import re
     before = [float(v) for v in re.search(r'data-before="([^"]+)"', r.stdout).group(1).split()]
     after = [float(v) for v in re.search(r'data-after="([^"]+)"', r.stdout).group(1).split()]
     assert after[2] < before[2] * 0.6 and after[3] < before[3] * 0.6     # zoomed in
@@ -128,3 +128,42 @@ def test_zoom_click_and_pe_table_in_chromium(tmp_path):
     assert "<h3>chip 5 (5,0)</h3>" in r.stdout                         # the click drew chip 5
     assert re.search(r'data-rows="(\d+)"', r.stdout).group(1) == "7296"  # every PE in the table
     screenshot(driven, tmp_path / "report_drive_zoomed.png", "1400,1000")
+
+
+_MESH_1024 = """mesh:
+  name: grid1024
+  description: "4x4 chips of 8x8 PEs"
+  pe_kind: qemu_cortex_m3
+  topology: {chips_x: 4, chips_y: 4, pes_x: 8, pes_y: 8}
+  host_links:
+    - pe 0 of chip (0,0)
+  links:
+    on_chip: {bytes_per_s: 1000000, latency_ns: 10000}
+    chip_to_chip: {bytes_per_s: 250000, latency_ns: 40000}
+"""
+
+_ZOOM = """<script>
+(function () {
+  var svg = document.querySelector("svg.zoomable"), r = svg.getBoundingClientRect();
+  document.body.setAttribute("data-labels-before", svg.querySelectorAll("g.pe text").length);
+  for (var i = 0; i < 4; i++)
+    svg.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: r.left + 200,
+      clientY: r.top + 150, bubbles: true, cancelable: true}));
+  document.body.setAttribute("data-labels-after", svg.querySelectorAll("g.pe text").length);
+})();
+</script></body>"""
+
+
+def test_pe_names_appear_on_zoom_in_chromium(tmp_path):
+    yaml = tmp_path / "grid1024.yaml"
+    yaml.write_text(_MESH_1024)
+    _, page = _page(tmp_path, "report_grid1024", mesh_name=str(yaml), stages=8)
+    driven = tmp_path / "report_grid1024_zoomed.html"
+    driven.write_text(page.read_text().replace("</body>", _ZOOM))
+    r = chromium(driven, "--dump-dom", "--enable-logging=stderr", "--v=0",
+                 "--window-size=1400,1000")
+    assert "Uncaught" not in r.stderr, r.stderr[-2000:]
+    assert re.search(r'data-labels-before="(\d+)"', r.stdout).group(1) == "0"
+    assert re.search(r'data-labels-after="(\d+)"', r.stdout).group(1) == "1024"
+    assert '<text class="pe-label"' in r.stdout and ">pe0</text>" in r.stdout
+    screenshot(driven, tmp_path / "report_grid1024_zoomed.png")
