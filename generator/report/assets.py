@@ -80,8 +80,6 @@ svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif
 .cyc-row.bottleneck .row-label { fill: var(--neck); font-weight: 700; }
 .neck-mark { font-size: 12px; font-weight: 700; }
 .whisker { stroke: #222; stroke-width: 1.3; } .mean { stroke: #222; stroke-width: 2; }
-.two { display: grid; grid-template-columns: minmax(0, 2fr) minmax(300px, 1fr); gap: 14px;
-  align-items: start; }
 .chip-panel { display: flex; gap: 22px; align-items: flex-start; margin-top: 12px; }
 #chip-detail svg { display: block; width: 100%; height: auto; border: 1px solid var(--line);
   border-radius: 6px; background: #fbfbfc; }
@@ -139,7 +137,9 @@ JS = r"""
     function at(e) { var r = svg.getBoundingClientRect(), v = vb(svg);
       return [v[0] + (e.clientX - r.left) / r.width * v[2],
               v[1] + (e.clientY - r.top) / r.height * v[3]]; }
-    svg.addEventListener("wheel", function (e) { e.preventDefault(); var p = at(e);
+    svg.addEventListener("wheel", function (e) {    // ctrl/cmd + wheel; a plain wheel scrolls
+      if (!e.ctrlKey && !e.metaKey) return;
+      e.preventDefault(); var p = at(e);
       zoom(e.deltaY < 0 ? 0.8 : 1.25, p[0], p[1]); }, {passive: false});
     svg.addEventListener("pointerdown", function (e) {
       drag = {x: e.clientX, y: e.clientY, v: vb(svg), moved: false}; });

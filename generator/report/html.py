@@ -106,15 +106,14 @@ def _mesh_section(data: dict[str, Any], summary: list[dict[str, Any]], geo: Geom
                 "chip is coloured by its dominant stage and shows how many PEs it uses, the "
                 "dominant stage's count and the stage mix (bar). Arrows are bytes that crossed "
                 "between chips. Hover a chip for its counts; click it to draw its PEs (below; "
-                "the page opens on the bottleneck's chip, or on chip N with #chip=N); "
-                "wheel or the buttons zoom, drag pans, double-click resets.")
+                "the page opens on the bottleneck's chip, or on chip N with #chip=N).")
     else:
         drawing = pe_view(data, geo, colors)
         widths = [b for _, _, b in links]
         note = ("Each box is a PE, labelled with its name, stage (s) and replica (r), coloured "
                 "by stage; chips are the framed groups. Arrows are the mesh links the run used, "
-                "one per direction, wider for more bytes. Hover for details; wheel or the "
-                "buttons zoom, drag pans, double-click resets.")
+                "one per direction, wider for more bytes. Hover a PE for its details; zoom in "
+                "to read the names of small PEs.")
     keys = ['<span><span class="sw unused"></span> no stage</span>',
             '<span><span class="sw hostb"></span> exchanges tensors with the host</span>',
             '<span><svg xmlns="http://www.w3.org/2000/svg" width="40" height="12">'
@@ -126,7 +125,8 @@ def _mesh_section(data: dict[str, Any], summary: list[dict[str, Any]], geo: Geom
     else:
         keys.append("<span>no mesh link carried bytes"
                     f"{'' if data.get('platform') else ' (not run yet)'}</span>")
-    tools = ('<div class="zoom-tools"><span>wheel: zoom · drag: pan · double-click: reset</span><button data-zoom="in" title="zoom in">+</button>'
+    tools = ('<div class="zoom-tools"><span>ctrl + wheel or + −: zoom · drag: pan · '
+             'double-click: reset</span><button data-zoom="in" title="zoom in">+</button>'
              '<button data-zoom="out" title="zoom out">−</button>'
              '<button data-zoom="reset" title="reset">reset</button></div>')
     box = f'<div class="zoom-box">{tools}{drawing}</div>'

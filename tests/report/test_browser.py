@@ -102,7 +102,7 @@ _DRIVE = """<script>
   var before = svg.getAttribute("viewBox");
   for (var i = 0; i < 3; i++)
     svg.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: r.left + r.width * 0.3,
-      clientY: r.top + r.height * 0.3, bubbles: true, cancelable: true}));
+      clientY: r.top + r.height * 0.3, ctrlKey: true, bubbles: true, cancelable: true}));
   document.body.setAttribute("data-before", before);
   document.body.setAttribute("data-after", svg.getAttribute("viewBox"));
   var cell = document.querySelector('.chip-cell[data-chip="5"]');
@@ -148,7 +148,7 @@ _ZOOM = """<script>
   document.body.setAttribute("data-labels-before", svg.querySelectorAll("g.pe text").length);
   for (var i = 0; i < 4; i++)
     svg.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: r.left + 200,
-      clientY: r.top + 150, bubbles: true, cancelable: true}));
+      clientY: r.top + 150, ctrlKey: true, bubbles: true, cancelable: true}));
   document.body.setAttribute("data-labels-after", svg.querySelectorAll("g.pe text").length);
 })();
 </script></body>"""
