@@ -2,8 +2,10 @@
 # Prepare a machine for pemesh: Debian packages (as root, or print the apt line), a venv in
 # .venv with pemesh installed. Sourced by scripts/demo.sh and scripts/test.sh.
 #   PEMESH_EXTRAS=test   also install the test extras (pytest, torch if its CPU wheel is local,
-#                        tflite + ai-edge-litert + tflite-micro + tensorflow-cpu:
-#                        the TFLite anchors and the converter the tests use)
+#                        tflite + ai-edge-litert + tflite-micro + tensorflow-cpu: the
+#                        TFLite anchors and the converter the tests use) and, as root,
+#                        chromium for the report's browser test (~20 s with apt; if it
+#                        cannot be installed, that test is skipped, setup goes on)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PKGS="gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -24,6 +26,19 @@ if [ "$need_apt" = 1 ]; then
     echo "setup: missing Debian packages; run as root:" >&2
     echo "  sudo apt-get install -y $APT_PKGS" >&2
     exit 1
+  fi
+fi
+
+if [ "${PEMESH_EXTRAS:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (headless browser for tests/report/test_browser.py)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } \
+      || echo "setup: chromium did not install; the report's browser test will be skipped" >&2
+  else
+    echo "setup: no chromium; the report's browser test will be skipped" \
+         "(sudo apt-get install -y chromium to run it)" >&2
   fi
 fi
 

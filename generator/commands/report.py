@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from generator.report.summary import collect, render_html, render_text
+from generator.report.html import render_html
+from generator.report.summary import collect, render_text
 
 
 def report_command(args: argparse.Namespace) -> int:
