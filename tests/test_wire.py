@@ -209,13 +209,25 @@ def test_payload_round_trips():
     stats = Stats(inferences=2, cycles=(5 << 32) + 7, rx_frames=9, rx_bad_frames=1,
                   rx_skipped_bytes=33, tx_frames=12, run_status=-5, accel_calls=4,
                   accel_macs=(1 << 40) + 3, rx_duplicates=5, rx_gaps=6, rx_dropped=7,
-                  ready_sent=8, ready_received=9, credit_stalls=10, rx_wrong_source=11)
+                  ready_sent=8, ready_received=9, credit_stalls=10, rx_wrong_source=11,
+                  ready_resent=12, ready_stale=13, waiting=(2 << 24) | (1 << 16) | 7)
     raw = pack_stats(stats)
-    assert struct.unpack_from("<HH", raw) == (18, 0)
-    assert struct.unpack_from("<7I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10, 11)
+    assert struct.unpack_from("<HH", raw) == (21, 0)
+    assert struct.unpack_from("<10I", raw, 4 + 4 * 11) == (5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                          (2 << 24) | (1 << 16) | 7)
     assert unpack_stats(raw) == stats
     err = ErrorInfo(-22, "bad chunk — ü")
     assert unpack_error(pack_error(err)) == err
+
+
+def test_ready_counts_and_waits():
+    from generator.wire import describe_wait, pack_ready, ready_count, unpack_ready
+    assert unpack_ready(pack_ready(3, 70000)) == 3 and ready_count(pack_ready(3, 70000)) == 4464
+    assert ready_count(pack_ready(3)) is None
+    assert describe_wait((2 << 24) | (1 << 16) | 7) == \
+        "waits for a READY credit from PE 7 to send output 1"
+    assert describe_wait((1 << 24) | 0xFFFF) == "waits for the rest of input 0 from the host"
+    assert describe_wait(0) == "waits for nothing (idle)"
 
 
 def test_stats_from_an_older_or_newer_pe():
