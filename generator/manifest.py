@@ -321,7 +321,7 @@ class Manifest:
     stages: tuple[StageRecord, ...]
     pes: tuple[PeRecord, ...]
     replicas: tuple[ReplicaRecord, ...]
-    reference: dict[str, list[str]]         # {"inputs": [rel paths], "outputs": [...]}
+    reference: dict[str, Any]               # inputs/outputs: rel paths; anchor: who computed them
     compile_seconds: float = 0.0
     plan_seconds: float = 0.0
     runtime: str = OutTree.runtime_rel
@@ -357,7 +357,8 @@ class Manifest:
                    stages=tuple(StageRecord.from_json(s) for s in d.get("stages", ())),
                    pes=tuple(PeRecord.from_json(p) for p in d.get("pes", ())),
                    replicas=tuple(ReplicaRecord.from_json(r) for r in d.get("replicas", ())),
-                   reference={k: list(v) for k, v in (d.get("reference") or {}).items()},
+                   reference={k: (list(v) if isinstance(v, list) else v)
+                              for k, v in (d.get("reference") or {}).items()},
                    compile_seconds=float(d.get("compile_seconds", 0.0)),
                    plan_seconds=float(d.get("plan_seconds", 0.0)),
                    runtime=d.get("runtime", OutTree.runtime_rel),
@@ -391,12 +392,17 @@ def write_manifest(out: Path, manifest: Manifest) -> Path:
 
 # --- reference/ ------------------------------------------------------------------------------
 
-def write_reference(out: Path, inputs: Sequence[np.ndarray],
-                    outputs: Sequence[np.ndarray]) -> dict[str, list[str]]:
-    """Store the reference input(s) and the anchor's output(s); their paths relative to OUT."""
+def write_reference(out: Path, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
+                    anchor: str | None = None, note: str = "") -> dict[str, Any]:
+    """Store the reference input(s) and the anchor's output(s); their paths relative to OUT,
+    and which anchor computed the outputs (``note``: why it was not the format's own)."""
     tree = OutTree(Path(out))
     tree.reference_dir.mkdir(parents=True, exist_ok=True)
-    entry: dict[str, list[str]] = {"inputs": [], "outputs": []}
+    entry: dict[str, Any] = {"inputs": [], "outputs": []}
+    if anchor is not None:
+        entry["anchor"] = anchor
+    if note:
+        entry["note"] = note
     for kind, arrays in (("input", inputs), ("output", outputs)):
         for i, a in enumerate(arrays):
             rel = f"reference/{kind}_{i}.npy"

@@ -12,6 +12,7 @@ on the shared vectors in ``tests/vectors/frames.json``.
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -82,6 +83,11 @@ def encode(frame: Frame, max_payload: int = MAX_PAYLOAD) -> bytes:
     return body + _CRC.pack(zlib.crc32(body[2:]) & 0xFFFFFFFF)
 
 
+#: seconds without a byte after which a partly received frame is abandoned (the PEs' default
+#: CONFIG_PEMESH_BYTE_TIMEOUT_MS)
+BYTE_TIMEOUT_S = 0.1
+
+
 class FrameDecoder:
     """Robust stream decoder: feed bytes, get whole CRC-checked frames.
 
@@ -102,14 +108,32 @@ class FrameDecoder:
         self.rx_frames = 0
         self.bad_frames = 0
         self.skipped_bytes = 0
+        self.last_rx = 0.0  # time.monotonic() of the last byte fed
 
     @property
     def pending(self) -> int:
         """Bytes buffered but not yet decided."""
         return len(self._buf)
 
+    def abandon(self) -> bool:
+        """Give up the pending bytes (a frame that stopped arriving): one bad frame, skipped
+        bytes; True when there were any. The C decoder's pemesh_decoder_abandon()."""
+        if not self._buf:
+            return False
+        self.bad_frames += 1
+        self.skipped_bytes += len(self._buf)
+        self._buf.clear()
+        self._look = 0
+        return True
+
+    def expire(self, now: float, timeout: float = BYTE_TIMEOUT_S) -> bool:
+        """Abandon a partly received frame when no byte came for ``timeout`` seconds."""
+        return bool(self._buf) and now - self.last_rx >= timeout and self.abandon()
+
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return every frame they complete, in order."""
+        if data:
+            self.last_rx = time.monotonic()
         self._buf.extend(data)
         frames: list[Frame] = []
         while True:

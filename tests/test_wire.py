@@ -272,3 +272,16 @@ def test_pe_config_layout_by_hand():
         pack_pe_config(PeConfig(0, 1, ((1, 256, 1, 0),)))
     with pytest.raises(ValueError):
         unpack_pe_config(raw[:-1])
+
+
+def test_a_frame_that_stops_arriving_is_abandoned():
+    from generator.wire import BYTE_TIMEOUT_S, FrameDecoder
+    good = encode(Frame(FrameType.PING, HOST_ID, 1, 0, 0, 0, 1, b""))
+    part = encode(Frame(FrameType.TENSOR, HOST_ID, 1, 0, 1, 0, 1, bytes(200)))[:40]
+    dec = FrameDecoder()
+    assert dec.feed(part) == [] and dec.pending == 40
+    assert not dec.expire(dec.last_rx + BYTE_TIMEOUT_S / 2)      # still arriving
+    assert dec.expire(dec.last_rx + BYTE_TIMEOUT_S * 1.01)       # given up
+    assert (dec.pending, dec.bad_frames, dec.skipped_bytes) == (0, 1, 40)
+    assert [f.type for f in dec.feed(good)] == [FrameType.PING]
+    assert not dec.expire(dec.last_rx + 10)                     # nothing pending

@@ -22,6 +22,7 @@ from generator.errors import DoesNotFitError, UnsupportedModelError, UsageError
 from generator.manifest import (Manifest, ModelRecord, OutTree, PeRecord, ReplicaRecord,
                                 StageRecord, write_manifest, write_reference)
 from generator.types import AppSpec, ImportedModel
+from generator.verify.check import ANCHOR_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,15 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     from generator.aot.stage import emit_stage, tensor_spec
     from generator.firmware.render import render_pe_app, render_workspace
     from generator.partition.plan import plan_mesh, stage_memory_need
-    from generator.verify.reference import make_inputs, run_reference
+    from generator.verify.anchors import run_anchor
+    from generator.verify.reference import make_inputs
 
     t0 = time.perf_counter()
     tree = OutTree(Path(out))
     pe_kind = mesh.pe_kind
     board = pe_kind.zephyr_board or pe_kind.name
     inputs = make_inputs(model.inputs, seed=REFERENCE_SEED)
-    ref_outputs = run_reference(model, inputs)
+    anchor = run_anchor(model, inputs)
     try:
         plan = plan_mesh(model, mesh, max_pes=max_pes, replicas=replicas)
     except UnsupportedModelError as err:
@@ -120,7 +122,7 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
         render_pe_app(spec, tree.root / app.app)
         pes.append(app)
     render_workspace(tree.root, OutTree.runtime_rel)
-    reference = write_reference(tree.root, inputs, ref_outputs)
+    reference = write_reference(tree.root, inputs, anchor.outputs, anchor.anchor, anchor.note)
     manifest = Manifest(
         generator=f"pemesh {__version__}",
         model=ModelRecord(model.name, model.source, model.format, model.inputs, model.outputs),
@@ -141,6 +143,9 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
 def _print_summary(manifest: Manifest, out: Path) -> None:
     print(f"compiled {manifest.model.name} ({manifest.model.format}) into {out}: "
           f"{len(manifest.stages)} stage(s), {len(manifest.pes)} PE(s), board {manifest.board}")
+    anchor = manifest.reference.get("anchor", "tvm")
+    print(f"  reference output: {ANCHOR_NAMES.get(anchor, anchor)}"
+          + (f" ({manifest.reference['note']})" if manifest.reference.get("note") else ""))
     for s in manifest.stages:
         print(f"  stage {s.name}: {len(s.ops)} ops, weights {s.constants_size} B, "
               f"arena {s.workspace_size} B (lower bound {s.arena_lower_bound} B), "

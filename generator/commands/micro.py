@@ -206,7 +206,7 @@ def _expected(ref_dir: Path, inputs: list[np.ndarray], own_input: bool) -> list[
     from generator.frontend.importers import load_model
     from generator.frontend.quantize import quantize_if_qdq
     from generator.manifest import ModelRecord
-    from generator.verify.reference import run_reference
+    from generator.verify.anchors import run_anchor
 
     path = ref_dir / MODEL_JSON
     if not path.is_file():
@@ -220,7 +220,7 @@ def _expected(ref_dir: Path, inputs: list[np.ndarray], own_input: bool) -> list[
         raise UsageError(f"--check with your own --input needs the model {source}, which is gone",
                          hint="put the model back, or check against the stored reference")
     model = load_model(source, name=rec.name, input_shapes={t.name: t.shape for t in rec.inputs})
-    return run_reference(quantize_if_qdq(model, source), inputs)
+    return run_anchor(quantize_if_qdq(model, source), inputs).outputs
 
 
 def micro_command(args: argparse.Namespace) -> int:

@@ -183,5 +183,6 @@ def run_command(args: argparse.Namespace) -> int:
               + (f" ({len(items)} items along the first axis)" if len(items) > 1 else ""))
     if args.check:
         refs = expected_outputs_for(out, manifest, items, user_inputs=bool(args.input))
-        check_outputs(res.outputs, [refs[k // count] for k in range(len(feed))], tree.run_dir)
+        check_outputs(res.outputs, [refs[k // count] for k in range(len(feed))], tree.run_dir,
+                      anchor=manifest.reference.get("anchor", "tvm"))
     return 0

@@ -26,9 +26,9 @@ def expected_outputs(out: Path, manifest: Manifest, inputs: Sequence[np.ndarray]
     """The reference outputs for ``inputs`` (stored ones unless the user gave the inputs)."""
     if not user_inputs:
         return read_reference(out, manifest, "outputs")
-    from generator.verify.reference import run_reference
+    from generator.verify.anchors import run_anchor
 
-    return run_reference(_model_of(manifest), list(inputs))
+    return run_anchor(_model_of(manifest), list(inputs)).outputs
 
 
 def expected_outputs_for(out: Path, manifest: Manifest,
@@ -38,9 +38,10 @@ def expected_outputs_for(out: Path, manifest: Manifest,
     model imported once and run per item for the user's own inputs)."""
     if not user_inputs:
         return [expected_outputs(out, manifest, items[0], user_inputs=False)]
+    from generator.verify.anchors import run_anchor
+
     model = _model_of(manifest)
-    from generator.verify.reference import run_reference
-    return [run_reference(model, list(item)) for item in items]
+    return [run_anchor(model, list(item)).outputs for item in items]
 
 
 def _model_of(manifest: Manifest):
@@ -60,27 +61,43 @@ def _model_of(manifest: Manifest):
 
 
 def check_outputs(runs: Sequence[Sequence[np.ndarray]], refs: Sequence[Sequence[np.ndarray]],
-                  log_dir: Path) -> None:
+                  log_dir: Path, anchor: str = "tvm") -> None:
     """Print per-output errors of the first run; raise CheckError if any run differs from its
-    reference outputs (``refs[k]`` for run ``k``)."""
-    from generator.verify.reference import compare, tolerance
+    reference outputs (``refs[k]`` for run ``k``) by more than ``anchor`` allows."""
+    from generator.verify.anchors import INT_STEPS
+    from generator.verify.reference import compare
+
+    steps = INT_STEPS.get(anchor, 0)
+    judge = ANCHOR_NAMES.get(anchor, anchor)
 
     if len(refs) != len(runs):
         raise ValueError(f"{len(runs)} runs but {len(refs)} reference lists")
     bad = []
     for k, outs in enumerate(runs):
         for i, (o, r) in enumerate(zip(outs, refs[k])):
-            ok, err = compare(o, r)
+            ok, err = compare(o, r, steps)
             if np.shape(o) != np.shape(r):
                 bad.append(f"input {k} output {i}: shape {np.shape(o)} != reference "
                            f"{np.shape(r)}")
             elif not ok:
                 bad.append(f"input {k} output {i}: max |error| {err:.3g} > "
-                           f"{tolerance(np.asarray(r)):.3g}")
+                           f"{_allowed(r, steps)}")
             elif k == 0:
-                print(f"output {i}: max |error| {err:.3g} (tolerance "
-                      f"{tolerance(np.asarray(r)):.3g})")
+                print(f"output {i}: max |error| {err:.3g} (tolerance {_allowed(r, steps)})")
     if bad:
-        raise CheckError("outputs differ from the TVM host reference: " + "; ".join(bad[:5]),
+        raise CheckError(f"outputs differ from {judge}: " + "; ".join(bad[:5]),
                          hint=f"see the PE log(s) in {log_dir}")
-    print(f"check: OK ({len(runs)} inference(s) match the TVM host reference)")
+    print(f"check: OK ({len(runs)} inference(s) match {judge})")
+
+
+#: how the check names its judge
+ANCHOR_NAMES = {"tflite-micro": "TFLite Micro", "litert": "LiteRT", "onnxruntime": "onnxruntime",
+                "torch": "torch", "tvm": "the TVM host reference"}
+
+
+def _allowed(ref: np.ndarray, steps: int) -> str:
+    from generator.verify.reference import tolerance
+
+    if np.asarray(ref).dtype.kind in "iub":
+        return f"{steps} step(s)"
+    return f"{tolerance(np.asarray(ref)):.3g}"

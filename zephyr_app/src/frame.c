@@ -74,6 +74,21 @@ size_t pemesh_decoder_pending(const struct pemesh_decoder *d)
 	return (size_t)d->len - d->consume;
 }
 
+int pemesh_decoder_abandon(struct pemesh_decoder *d)
+{
+	size_t pending = pemesh_decoder_pending(d);
+
+	if (pending == 0u) {
+		return 0;
+	}
+	d->bad_frames++;
+	d->skipped_bytes += (uint32_t)pending;
+	d->len = 0u;
+	d->consume = 0u;
+	d->look = 0u;
+	return 1;
+}
+
 /* Remove the first n buffered bytes. */
 static void pemesh_decoder_drop(struct pemesh_decoder *d, uint16_t n)
 {

@@ -182,6 +182,7 @@ int pemesh_pe_init(struct pemesh_pe *pe)
 	for (uint8_t l = 0; l < PEMESH_PE_RX_LINKS; l++) {
 		pemesh_decoder_init(&pe->rx[l]);
 	}
+	pe->byte_timeout = pemesh_cycles_per_second() * PEMESH_BYTE_TIMEOUT_MS / 1000u;
 	/* read through volatile: the block is stamped per PE after linking */
 	pe->pe_id = cfg->pe_id;
 	pe->rx_window = (uint16_t)(PEMESH_RX_BUFFER_SIZE / PEMESH_MAX_FRAME);
@@ -437,6 +438,9 @@ void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data
 		return;
 	}
 	rx = &pe->rx[link];
+	if (len > 0u && pe->byte_timeout != 0u) {
+		pe->rx_at[link] = pemesh_cycles();
+	}
 	while (len > 0u) {
 		size_t taken = pemesh_decoder_write(rx, data, len);
 

@@ -94,6 +94,11 @@ static void pemesh_pe_send_ready(struct pemesh_pe *pe, struct pemesh_pe_route *r
 
 void pemesh_pe_tick(struct pemesh_pe *pe, uint64_t now)
 {
+	for (uint8_t l = 0; l < PEMESH_PE_RX_LINKS && pe->byte_timeout != 0u; l++) {
+		if (pemesh_decoder_pending(&pe->rx[l]) != 0u && now - pe->rx_at[l] >= pe->byte_timeout) {
+			(void)pemesh_decoder_abandon(&pe->rx[l]);
+		}
+	}
 	if (pe->role != PEMESH_ROLE_STAGE || pe->init_status != 0 || pe->ready_period == 0u) {
 		return;
 	}

@@ -28,6 +28,9 @@
 #ifndef CONFIG_PEMESH_LINKS
 #define CONFIG_PEMESH_LINKS 3
 #endif
+#ifndef CONFIG_PEMESH_BYTE_TIMEOUT_MS
+#define CONFIG_PEMESH_BYTE_TIMEOUT_MS 100
+#endif
 #ifndef CONFIG_PEMESH_READY_PERIOD_MS
 #define CONFIG_PEMESH_READY_PERIOD_MS 300
 #endif
@@ -40,6 +43,8 @@
 #define PEMESH_MAX_TENSORS CONFIG_PEMESH_MAX_TENSORS
 /** Number of links the port drives (link 0 = host link). */
 #define PEMESH_LINKS CONFIG_PEMESH_LINKS
+/** Milliseconds without a byte after which a partly received frame is abandoned. */
+#define PEMESH_BYTE_TIMEOUT_MS ((uint32_t)CONFIG_PEMESH_BYTE_TIMEOUT_MS)
 /** Milliseconds (of the PE's clock) after which a READY for a still-empty input goes again. */
 #define PEMESH_READY_PERIOD_MS ((uint32_t)CONFIG_PEMESH_READY_PERIOD_MS)
 

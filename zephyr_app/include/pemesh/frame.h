@@ -158,6 +158,13 @@ int pemesh_decoder_poll(struct pemesh_decoder *d, struct pemesh_frame *out);
 /** @brief Bytes buffered but not yet decided (for tests and statistics). */
 size_t pemesh_decoder_pending(const struct pemesh_decoder *d);
 
+/**
+ * @brief Give up the bytes still pending (a frame that stopped arriving): counted as one bad
+ * frame and skipped bytes; the next byte starts afresh.
+ * @retval 1 bytes were pending, 0 none
+ */
+int pemesh_decoder_abandon(struct pemesh_decoder *d);
+
 /** @brief Store a u16/u32 little-endian. */
 static inline void pemesh_put_le16(uint8_t *p, uint16_t v)
 {

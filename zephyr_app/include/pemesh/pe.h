@@ -79,6 +79,8 @@ struct pemesh_pe {
 	uint32_t ready_resent;                   /**< STAGE: READY frames sent again while idle */
 	uint32_t ready_stale;                    /**< STAGE: READY frames for an older tensor */
 	uint64_t ready_period;                   /**< STAGE: cycles between READY resends */
+	uint64_t byte_timeout;                   /**< cycles without a byte: partial frame dropped */
+	uint64_t rx_at[PEMESH_PE_RX_LINKS];      /**< pemesh_cycles() of each link's last byte */
 };
 
 /**
@@ -122,7 +124,8 @@ void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data
  * @brief Time-driven work (exposed for tests; pemesh_pe_main() calls it on every pass): in
  * role STAGE, an input from another PE that is still empty a READY period after its last
  * READY sends that READY again (the period doubling up to 32x while it stays empty), so a
- * READY lost on the mesh cannot stall the pipeline.
+ * READY lost on the mesh cannot stall the pipeline. In every role, a link whose partly
+ * received frame got no byte for PEMESH_BYTE_TIMEOUT_MS has that frame abandoned.
  */
 void pemesh_pe_tick(struct pemesh_pe *pe, uint64_t now);
 
