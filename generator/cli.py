@@ -23,45 +23,25 @@ from generator.errors import PemeshError
 log = logging.getLogger("pemesh")
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not at least 1")
-    return v
+def _checked(convert, ok, what: str):
+    """An argparse type: ``convert(text)``, refused unless ``ok(value)``, naming ``what``."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return v
+    parse.__name__ = what.replace(" ", "_")
+    return parse
 
 
-def _rate(text: str) -> float:
-    """argparse type: a probability, 0 <= r <= 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{v:g} is not a rate between 0 and 1")
-    return v
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a duration >= 0 in seconds."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if v < 0 or v != v:
-        raise argparse.ArgumentTypeError(f"{v:g} is not a duration (>= 0 s)")
-    return v
-
-
-def _positive_seconds(text: str) -> float:
-    """argparse type: a duration > 0 in seconds."""
-    v = _seconds(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("0 is not a duration > 0 s")
-    return v
+#: argparse types of the options with a range
+_positive_int = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
+_rate = _checked(float, lambda v: 0.0 <= v <= 1.0, "a rate between 0 and 1")
+_seconds = _checked(float, lambda v: v >= 0, "a duration (>= 0 s)")
+_positive_seconds = _checked(float, lambda v: v > 0, "a duration > 0 s")
 
 
 class Command:

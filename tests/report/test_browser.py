@@ -21,6 +21,7 @@ from generator.report.summary import collect
 from generator.report.svg import BOTTLENECK, stage_colors
 from tests.report.page import has_color, read_png
 from tests.report.synthetic import write_synthetic_out
+from tests.report.test_html import MESH_1024
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
@@ -130,17 +131,6 @@ def test_zoom_click_and_pe_table_in_chromium(tmp_path):
     screenshot(driven, tmp_path / "report_drive_zoomed.png", "1400,1000")
 
 
-_MESH_1024 = """mesh:
-  name: grid1024
-  description: "4x4 chips of 8x8 PEs"
-  pe_kind: qemu_cortex_m3
-  topology: {chips_x: 4, chips_y: 4, pes_x: 8, pes_y: 8}
-  host_links:
-    - pe 0 of chip (0,0)
-  links:
-    on_chip: {bytes_per_s: 1000000, latency_ns: 10000}
-    chip_to_chip: {bytes_per_s: 250000, latency_ns: 40000}
-"""
 
 _ZOOM = """<script>
 (function () {
@@ -156,7 +146,7 @@ _ZOOM = """<script>
 
 def test_pe_names_appear_on_zoom_in_chromium(tmp_path):
     yaml = tmp_path / "grid1024.yaml"
-    yaml.write_text(_MESH_1024)
+    yaml.write_text(MESH_1024)
     _, page = _page(tmp_path, "report_grid1024", mesh_name=str(yaml), stages=8)
     driven = tmp_path / "report_grid1024_zoomed.html"
     driven.write_text(page.read_text().replace("</body>", _ZOOM))
