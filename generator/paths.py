@@ -41,9 +41,10 @@ def runtime_dir() -> Path:
 _NOT_FOR_FILES = ("/proc", "/sys", "/dev")
 
 
-def unwritable_reason(path: Path) -> str | None:
+def unwritable_reason(path: Path, *, make_parents: bool = False) -> str | None:
     """Why a file or folder cannot be made at ``path`` (None when it can, as far as a check
-    before writing can tell): its folder is missing, not writable, or a kernel tree."""
+    before writing can tell): its folder is missing (unless ``make_parents``: then the nearest
+    existing ancestor must be a writable folder), not writable, or a kernel tree."""
     import os
 
     path = Path(path)
@@ -51,8 +52,12 @@ def unwritable_reason(path: Path) -> str | None:
     if any(resolved == Path(t) or Path(t) in resolved.parents for t in _NOT_FOR_FILES):
         return f"{resolved.parts[1]}/ is not a place for files"
     parent = resolved.parent
+    if make_parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.is_dir():
-        return f"the folder {parent} does not exist"
+        return (f"{parent} is a file, not a folder" if parent.exists()
+                else f"the folder {parent} does not exist")
     target = resolved if resolved.exists() else parent
     if not os.access(target, os.W_OK):
         return f"{target} is not writable"

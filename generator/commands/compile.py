@@ -171,7 +171,7 @@ def check_out_folder(out: Path, *, force: bool) -> None:
                              hint="pass --force to replace it, or choose another -o folder")
         raise UsageError(f"{out} exists and is not a pemesh output folder",
                          hint="choose another -o folder, or pass --force")
-    why = unwritable_reason(out)
+    why = unwritable_reason(out, make_parents=True)
     if why is not None:
         raise UsageError(f"-o {out}: {why}", hint="choose a folder you can write to")
 

@@ -40,13 +40,19 @@ def test_out_is_a_file(tmp_path, capsys):
     assert "is a file" in _err(capsys)
 
 
-@pytest.mark.parametrize("where, says", [("file/out", "does not exist"),
+@pytest.mark.parametrize("where, says", [("file/out", "is a file, not a folder"),
+                                         ("file/a/b", "is a file, not a folder"),
                                          ("/proc/pemesh-out", "not a place for files")])
 def test_out_cannot_be_made(tmp_path, capsys, where, says):
     (tmp_path / "file").write_text("x")
     target = where if where.startswith("/") else str(tmp_path / where)
     assert main(["compile", str(MODEL), "-o", target]) == UsageError.exit_code
     assert says in _err(capsys)
+
+
+def test_out_parents_are_made(tmp_path, capsys):
+    assert main(["compile", str(MODEL), "-o", str(tmp_path / "a" / "b" / "out")]) == 0
+    assert (tmp_path / "a" / "b" / "out" / "mesh.json").is_file()
 
 
 def test_recompile_needs_force(built, capsys):
