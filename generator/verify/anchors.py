@@ -47,7 +47,7 @@ def _file(model: ImportedModel) -> Path | None:
     return p if model.source and not model.source.startswith("<") and p.is_file() else None
 
 
-def _tflite_micro(path: Path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _tflite_micro(path: Path, inputs: Sequence[np.ndarray], n_outputs: int) -> list[np.ndarray]:
     from tflite_micro.python.tflite_micro import runtime
 
     buf = path.read_bytes()
@@ -55,17 +55,10 @@ def _tflite_micro(path: Path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     for i, a in enumerate(inputs):
         it.set_input(np.ascontiguousarray(a), i)
     it.invoke()
-    outs, i = [], 0
-    while True:
-        try:
-            outs.append(np.array(it.get_output(i)))
-        except (IndexError, RuntimeError, ValueError):
-            break
-        i += 1
-    return outs
+    return [np.array(it.get_output(i)) for i in range(n_outputs)]
 
 
-def _litert(path: Path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _litert(path: Path, inputs: Sequence[np.ndarray], n_outputs: int) -> list[np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), num_threads=1)
@@ -97,7 +90,7 @@ def run_anchor(model: ImportedModel, inputs: Sequence[np.ndarray]) -> AnchorRun:
         for name, fn, pkg in (("tflite-micro", _tflite_micro, "tflite-micro"),
                               ("litert", _litert, "ai-edge-litert")):
             try:
-                outs = fn(path, inputs)
+                outs = fn(path, inputs, len(model.outputs))
             except ImportError:
                 tried.append(f"{pkg} is not installed")
                 continue
