@@ -250,6 +250,31 @@ def test_c_on_qemu_equals_tflite_micro(tmp_path):
     assert ta.steps(got, ta.tflm(logits, [xq])[0]) == 0
 
 
+@pytest.mark.qemu
+@pytest.mark.timeout(600)
+def test_resnet8_fits_one_qemu_pe_and_equals_tflite_micro(tmp_path, capsys):
+    """The int8 ResNet-8 image classifier on one 64 KiB QEMU Cortex-M3 PE (arena 48 KiB + io
+    3 KiB + the measured 10 KiB runtime), checked by run --check against TFLite Micro, and at
+    the logits for a smooth input of its own."""
+    from generator.cli import main
+
+    buf = _model("resnet8")
+    model = tmp_path / "resnet8.tflite"
+    model.write_bytes(buf)
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "-o", str(out), "--board", "qemu_cortex_m3"]) == 0
+    assert main(["build", str(out), "--backend", "baremetal"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(out), "--check"]) == 0
+    assert "match TFLite Micro" in capsys.readouterr().out
+    logits = tmp_path / "resnet8_logits.tflite"
+    logits.write_bytes(ta.cut(buf, ta.logits_tensor(buf)))
+    xq = _input(buf, "resnet8", seed=91)
+    got = _compile_run(logits, tmp_path / "out_l", xq, ["--board", "qemu_cortex_m3"], "qemu",
+                       tmp_path)
+    assert ta.steps(got, ta.tflm(logits, [xq])[0]) == 0
+
+
 # --- models as shipped: shape_signature -1, hybrid weights, fp32 ---------------------------------
 
 def test_shape_signature_minus_one_compiles_with_static_shape(tmp_path, caplog):
