@@ -62,6 +62,10 @@ class CompileCmd(Command):
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",
                        help="fix the shape of a model input (for dynamic dims)")
         p.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
+        p.add_argument("--host-protocol", choices=["pemesh", "eembc"], default="pemesh",
+                       help="what UART0 speaks: pemesh frames (pemesh run) or the EEMBC / "
+                            "MLPerf Tiny DUT text protocol (one PE; talk to it via "
+                            "'pemesh serve')")
 
 
 class BuildCmd(Command):

@@ -216,6 +216,13 @@ def app_sources(app_dir: Path, port: str, *, runtime: Path | None = None) -> Sou
 
 # --- command formation -----------------------------------------------------------------------
 
+def spec_defines(spec: AppSpec) -> tuple[str, ...]:
+    """The -D flags a bare-metal or host build takes from the app (what Kconfig sets from
+    prj.conf in a Zephyr build): the host protocol and the app's compile definitions."""
+    proto = ("-DCONFIG_PEMESH_HOST_PROTOCOL_EEMBC=1",) if spec.host_protocol == "eembc" else ()
+    return (*proto, *(f"-D{d}" for d in spec.defines))
+
+
 def reproducible_flags(app_dir: Path) -> tuple[str, ...]:
     """Flags that keep the app's own folder out of the objects (debug info, ``__FILE__``).
 
@@ -372,7 +379,7 @@ def _build_baremetal(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Pat
                                   cflags=(*ARM_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=ARM_LDFLAGS, output=elf,
                                   defines=(f"-DPEMESH_PORT_{port.upper()}=1",
-                                           *(f"-D{d}" for d in spec.defines)))
+                                           *spec_defines(spec)))
     _compile_and_link(compiles, link, jobs, cwd=app_dir)
     objcopy = (str(tools.objcopy), "-O", "binary", str(elf), str(binf))
     _run(objcopy, what="objcopy")
@@ -388,8 +395,7 @@ def _build_host(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
     compiles, link = gcc_commands(sources, build_dir, cc=str(cc),
                                   cflags=(*HOST_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=HOST_LDFLAGS, output=exe,
-                                  defines=("-DPEMESH_PORT_HOST=1",
-                                           *(f"-D{d}" for d in spec.defines)))
+                                  defines=("-DPEMESH_PORT_HOST=1", *spec_defines(spec)))
     _compile_and_link(compiles, link, jobs, cwd=app_dir)
     return BuildResult("host", app_dir, exe, None, elf_sizes(exe), (*compiles, link), spec.board)
 

@@ -22,7 +22,7 @@ from generator.errors import UsageError
 from generator.wire import (HOST_ID, MAX_PAYLOAD, MAX_ROUTES, PE_CONFIG_SIZE, ROLE_VALUES,
                         ROUTE_OUTPUT, ROUTE_SIZE, ROUTE_SOURCE, PeConfig, pack_pe_config)
 from generator.paths import templates_dir
-from generator.types import AppSpec, Route, TensorSpec
+from generator.types import HOST_PROTOCOLS, AppSpec, Route, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,25 @@ _APP_FILES = (
 )
 
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: numpy dtype → enum pemesh_eembc_dtype (zephyr_app/include/pemesh/eembc.h)
+_EEMBC_DTYPES = {"float32": "PEMESH_EEMBC_F32", "int8": "PEMESH_EEMBC_I8",
+                 "uint8": "PEMESH_EEMBC_U8", "int16": "PEMESH_EEMBC_I16",
+                 "int32": "PEMESH_EEMBC_I32"}
+#: the app file the EEMBC protocol needs (rendered only for --host-protocol eembc)
+_EEMBC_FILE = ("src/pe_eembc.c.j2", "src/pe_eembc.c")
+
+
+def check_host_protocol(protocol: str, num_pes: int) -> None:
+    """Refuse a host protocol the target cannot speak (UsageError with what to do instead)."""
+    if protocol not in HOST_PROTOCOLS:
+        raise UsageError(f"unknown host protocol '{protocol}'",
+                         hint=f"use one of {', '.join(HOST_PROTOCOLS)}")
+    if protocol == "eembc" and num_pes > 1:
+        raise UsageError(
+            f"--host-protocol eembc needs the model on one PE; this plan uses {num_pes} PEs",
+            hint="compile for --board (one PE), or use the pemesh protocol ('pemesh run', "
+                 "'pemesh serve') for a mesh")
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,6 +94,15 @@ def _validate(spec: AppSpec) -> None:
     if not _C_IDENT.match(spec.stage):
         raise UsageError(f"stage name '{spec.stage}' is not a C identifier",
                          hint="stage names become tvmgen_<stage>_run; use letters, digits, _")
+    if spec.host_protocol not in HOST_PROTOCOLS:
+        raise UsageError(f"PE '{spec.pe_name}': unknown host protocol '{spec.host_protocol}'",
+                         hint=f"use one of {', '.join(HOST_PROTOCOLS)}")
+    if spec.host_protocol == "eembc":
+        bad = [t.name for t in spec.outputs if t.dtype not in _EEMBC_DTYPES]
+        if bad:
+            raise UsageError(f"stage '{spec.stage}': outputs {bad} have a dtype the EEMBC "
+                             "protocol cannot print",
+                             hint=f"m-results-[...] prints {', '.join(_EEMBC_DTYPES)} outputs")
     if spec.role not in ROLE_VALUES:
         raise UsageError(f"PE '{spec.pe_name}': unknown role '{spec.role}'",
                          hint=f"known roles: {', '.join(sorted(ROLE_VALUES))}")
@@ -166,6 +194,11 @@ def app_context(spec: AppSpec) -> dict[str, Any]:
         "main_stack_size": spec.main_stack_size, "workspace_size": spec.workspace_size,
         "max_payload": MAX_PAYLOAD,
         "defines": list(spec.defines),
+        "host_protocol": spec.host_protocol,
+        "eembc_name": _comment_safe(spec.model_name or spec.stage).replace("]", ")"),
+        "eembc_outputs": [{"dtype": _EEMBC_DTYPES.get(t.dtype, "PEMESH_EEMBC_F32"),
+                           "count": t.num_elements, "name": _comment_safe(t.name)}
+                          for t in spec.outputs],
         "inputs": [_tensor_context(t, spec.stage, "in") for t in spec.inputs],
         "outputs": [_tensor_context(t, spec.stage, "out") for t in spec.outputs],
     }
@@ -182,13 +215,18 @@ def render_pe_app(spec: AppSpec, app_dir: Path) -> None:
     """Write the Zephyr application of one PE into ``app_dir`` (created if needed).
 
     Files: CMakeLists.txt, prj.conf, boards/<board>.conf (when pemesh has settings for the
-    board), src/main.c, src/pe_config.c, src/pe_model.c and pemesh_app.json. Output is
+    board), sample.yaml (Twister), src/main.c, src/pe_config.c, src/pe_model.c, src/pe_eembc.c
+    (host protocol eembc only) and pemesh_app.json. Output is
     deterministic: the same spec gives the same bytes.
     """
     app_dir = Path(app_dir)
     ctx = app_context(spec)
     env = _environment()
     files = list(_APP_FILES)
+    if spec.host_protocol == "eembc":
+        files.append(_EEMBC_FILE)
+    elif (app_dir / _EEMBC_FILE[1]).exists():
+        (app_dir / _EEMBC_FILE[1]).unlink()  # re-rendered for the pemesh protocol
     board_template = f"boards/{spec.board}.conf.j2"
     if (templates_dir() / "pe_app" / board_template).is_file():
         files.append((board_template, f"boards/{spec.board}.conf"))

@@ -433,6 +433,12 @@ void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data
 	if (link >= PEMESH_PE_RX_LINKS) {
 		return;
 	}
+#if PEMESH_HOST_EEMBC
+	if (link == PEMESH_LINK_HOST) {
+		pemesh_eembc_feed(pe, data, len); /* link 0 speaks text, not frames */
+		return;
+	}
+#endif
 	rx = &pe->rx[link];
 	while (len > 0u) {
 		size_t taken = pemesh_decoder_write(rx, data, len);
@@ -464,6 +470,15 @@ int pemesh_pe_main(void)
 	}
 	/* a failed init is reported to the host (PONG without tensors, ERROR on TENSOR) */
 	(void)pemesh_pe_init(pe);
+#if PEMESH_HOST_EEMBC
+	for (uint8_t r = 0; r < pe->n_routes && pe->init_status == 0; r++) {
+		if (pe->routes[r].r.pe != PEMESH_HOST_ID) {
+			pe->init_status = -ENOTSUP; /* a mesh PE: see docs/CONTRACTS.md section 7 */
+			pe->init_error = "the EEMBC host protocol runs on a single PE only";
+		}
+	}
+	pemesh_eembc_start(pe);
+#endif
 	for (;;) {
 		uint8_t links = pemesh_pe_is_stage(pe) ? PEMESH_PE_RX_LINKS : 1u;
 		size_t total = 0u;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include <pemesh/config.h>
+#include <pemesh/eembc.h>
 #include <pemesh/frame.h>
 
 /** Links the PE reads: the host link, plus the mesh link in role STAGE (link 2 is unused). */
@@ -73,6 +74,9 @@ struct pemesh_pe {
 	uint32_t ready_received;                 /**< STAGE: READY frames that gave a credit */
 	uint32_t credit_stalls;                  /**< STAGE: runs delayed by missing credits */
 	uint32_t rx_wrong_source;                /**< STAGE: TENSOR frames not from the SOURCE */
+#if PEMESH_HOST_EEMBC
+	struct pemesh_eembc eembc;               /**< link 0's EEMBC protocol state */
+#endif
 };
 
 /**
