@@ -109,6 +109,20 @@ class RunCmd(Command):
                        help="mesh: seed of the injected faults")
 
 
+class ServeCmd(Command):
+    name = "serve"
+    help = "boot the PE or mesh of OUT/, print each host link's pty, run until Ctrl-C/SIGTERM"
+    target = "generator.commands.serve:serve_command"
+
+    def add_arguments(self, p):
+        p.add_argument("out", help="folder written by 'pemesh compile' and built")
+        p.add_argument("--platform", choices=["qemu", "host"], default="qemu")
+        p.add_argument("--startup-timeout", type=float, default=30.0,
+                       help="seconds to wait for every PE to open its links")
+        p.add_argument("--no-icount", action="store_true",
+                       help="QEMU: run without -icount (virtual time follows the host clock)")
+
+
 class ReportCmd(Command):
     name = "report"
     help = "memory, flash and cycles per PE, and a picture of the mesh"
@@ -162,7 +176,7 @@ class MicroCmd(Command):
 
 
 COMMANDS: tuple[Command, ...] = (
-    CompileCmd(), BuildCmd(), RunCmd(), ReportCmd(), BoardsCmd(), MicroCmd(),
+    CompileCmd(), BuildCmd(), RunCmd(), ServeCmd(), ReportCmd(), BoardsCmd(), MicroCmd(),
 )
 
 

@@ -1,0 +1,169 @@
+"""``pemesh serve`` end to end on QEMU: a client that plays the MLPerf Tiny runner
+(tests/eembc_client.py, written from mlcommons/tiny's runner) talks to the served pty of an app
+compiled with ``--host-protocol eembc``; and HostLink talks frames to a served pemesh app.
+Results must equal the model's output as TVM computes it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.cli import main
+from tests.eembc_client import EembcDut, laps_us, parse_results
+from tests.paths import EXAMPLES
+
+MODEL = EXAMPLES / "tiny_cnn.onnx"
+LINK_RE = re.compile(r"^host link (\S+): (/dev/\S+) \(PE (\d+), stage (\S+), (\S+), "
+                     r"protocol (\S+)\)$")
+#: m-results prints 3 decimals (as the reference submissions): half a unit of the last digit
+RESULT_TOL = 5e-4 + 1e-6
+
+
+def _images(out: Path) -> list[str]:
+    return [str(p) for p in (out / "build").glob("*/fw.elf")]
+
+
+def _qemu_running(images: list[str]) -> list[int]:
+    """PIDs of QEMU processes running one of ``images``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith("qemu-system-arm") and any(i in cmd for i in images):
+            pids.append(int(proc.name))
+    return pids
+
+
+@contextmanager
+def serving(out: Path, *extra: str):
+    """Run ``pemesh serve OUT`` as a process; yield its host links; SIGTERM it at the end and
+    check that it stopped cleanly and left no PE behind."""
+    code = "import sys; from generator.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    links = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"pemesh serve ended early: {proc.stderr.read()}"
+            m = LINK_RE.match(line.strip())
+            if m:
+                links[m.group(1)] = {"pty": m.group(2), "id": int(m.group(3)),
+                                     "role": m.group(5), "protocol": m.group(6)}
+            if line.startswith("pemesh serve:"):
+                break
+        assert links, "pemesh serve printed no host link"
+        yield links
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "pemesh serve: stopped" in rest
+    assert not _qemu_running(_images(out)), "a QEMU PE outlived pemesh serve"
+
+
+@pytest.fixture(scope="module")
+def eembc_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serve") / "eembc"
+    assert main(["compile", str(MODEL), "-o", str(out), "--host-protocol", "eembc"]) == 0
+    assert main(["build", str(out), "--backend", "baremetal"]) == 0
+    return out
+
+
+def _tvm_output(x: np.ndarray) -> np.ndarray:
+    from generator.frontend.importers import load_model
+    from generator.verify.reference import run_reference
+
+    return run_reference(load_model(MODEL), [x])[0]
+
+
+@pytest.mark.qemu
+def test_mlperf_tiny_runner_talks_to_served_qemu_pe(eembc_out):
+    ref_in = np.load(eembc_out / "reference" / "input_0.npy")
+    ref_out = np.load(eembc_out / "reference" / "output_0.npy")
+    other = np.random.default_rng(7).standard_normal(ref_in.shape).astype(np.float32)
+    with serving(eembc_out) as links:
+        assert list(links) == ["pe0"] and links["pe0"]["protocol"] == "eembc"
+        dut = EembcDut(links["pe0"]["pty"])
+        try:
+            dut.flush()
+            assert dut.name() == "tiny_cnn"
+            profile = dut.command("profile")
+            assert "m-model-[tiny_cnn]" in profile and profile[-1] == "m-ready"
+            assert dut.command(f"db load {ref_in.nbytes}")[0] == f"m-[Expecting {ref_in.nbytes} bytes]"
+            reply = dut.load(ref_in.tobytes())
+            assert reply == ["m-load-done", "m-ready"]
+            head = dut.command("db print 4 0")
+            assert head[0] == "m-buffer-" + "-".join(f"{b:02x}" for b in ref_in.tobytes()[:4])
+            reply = dut.infer(1, 0)
+            assert reply[:3] == ["m-warmup-start-0", "m-warmup-done", "m-infer-start-1"]
+            assert reply[-3:-1] == ["m-infer-done", reply[-2]] and reply[-1] == "m-ready"
+            t0, t1 = laps_us(reply)
+            assert t1 > t0
+            got = np.array(parse_results(reply), dtype=np.float32)
+            np.testing.assert_allclose(got, ref_out.reshape(-1), rtol=0, atol=RESULT_TOL)
+            # another input: the PE computes, it does not echo a stored answer
+            dut.load(other.tobytes())
+            got2 = np.array(parse_results(dut.infer(2, 1)), dtype=np.float32)
+            np.testing.assert_allclose(got2, _tvm_output(other).reshape(-1), rtol=0,
+                                       atol=RESULT_TOL)
+            assert not np.allclose(got2, got, atol=1e-3)
+            assert parse_results(dut.command("results")) == list(got2)
+            # errors the runner can meet, each answered and followed by m-ready
+            assert dut.command("db load 5")[0].startswith("e-[db load: the model's inputs take")
+            assert dut.command("infer 0 0")[0] == "e-[Inference iterations must be >0]"
+            assert dut.command("frobnicate")[0] == "e-[Unknown command: frobnicate]"
+            assert dut.command("db zz")[0] == "e-[Invalid hex digit 'zz']"
+            assert dut.command("infer 1 0")[-1] == "m-ready"  # still alive
+        finally:
+            dut.close()
+
+
+@pytest.mark.qemu
+def test_serve_frames_protocol_with_hostlink(tmp_path):
+    """A served pemesh-protocol PE answers HostLink on its pty like a board would."""
+    import serial
+
+    from generator.mesh.hostlink import HostLink
+    from generator.types import TensorSpec
+
+    out = tmp_path / "frames"
+    assert main(["compile", str(MODEL), "-o", str(out)]) == 0
+    assert main(["build", str(out), "--backend", "baremetal"]) == 0
+    x = np.load(out / "reference" / "input_0.npy")
+    with serving(out) as links:
+        assert links["pe0"]["protocol"] == "pemesh" and links["pe0"]["role"] == "entry+exit"
+        with serial.Serial(links["pe0"]["pty"], 115200, timeout=1.0) as port:
+            link = HostLink(port)
+            link.ping()
+            outputs, stats = link.infer([x], [TensorSpec("y", (1, 10), "float32")])
+    np.testing.assert_allclose(outputs[0].reshape(-1),
+                               np.load(out / "reference" / "output_0.npy").reshape(-1),
+                               rtol=1e-5, atol=1e-5)
+    assert stats.inferences == 1
+
+
+def test_eembc_needs_one_pe():
+    from generator.errors import UsageError
+    from generator.firmware.render import check_host_protocol
+
+    check_host_protocol("eembc", 1)
+    check_host_protocol("pemesh", 16)
+    with pytest.raises(UsageError, match="needs the model on one PE; this plan uses 4"):
+        check_host_protocol("eembc", 4)
+    with pytest.raises(UsageError, match="unknown host protocol"):
+        check_host_protocol("uart", 1)

@@ -1,0 +1,84 @@
+"""A host for the EEMBC / MLPerf Tiny DUT protocol, written for the tests from mlcommons/tiny's
+benchmark/runner (device_under_test.py, serial_device.py): a command is its text plus '%'; the
+DUT answers lines ending in "\\n" and its reply ends with the line containing "m-ready";
+``load`` sends ``db load N`` then ``db <hex>`` of at most 31 bytes per command (the runner's
+``_max_bytes`` without a power manager); ``infer N W``; ``m-results-[...]`` parsed as floats.
+It is the runner's protocol, not pemesh code: it must not import generator."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import serial
+
+RESULTS_RE = re.compile(r"m-results-\[([^\]]*)\]")
+NAME_RE = re.compile(r"^m-(name)-dut-\[([^]]+)]$")
+LAP_RE = re.compile(r"^m-lap-us-(\d+)$")
+
+
+class EembcDut:
+    """One DUT on a serial port (a pty of ``pemesh serve`` or a board)."""
+
+    def __init__(self, port: str, baud: int = 115200, timeout: float = 30.0, max_bytes: int = 31):
+        self.port = serial.Serial(port, baud, timeout=0.1)
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._buf = b""
+
+    def close(self) -> None:
+        self.port.close()
+
+    def flush(self) -> list[str]:
+        """The runner's reset_port: drain, send a bare terminator, collect until quiet."""
+        lines = self.command("")  # an empty command: the DUT answers "m-ready"
+        return lines
+
+    def _line(self, deadline: float) -> str:
+        while b"\n" not in self._buf:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no complete line from the DUT (have {self._buf!r})")
+            self._buf += self.port.read(4096)
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode().strip("\r\0")
+
+    def command(self, text: str, timeout: float | None = None) -> list[str]:
+        """Send one command; the lines of its reply up to and including the m-ready line."""
+        self.port.write((text + "%").encode())
+        deadline = time.monotonic() + (timeout or self.timeout)
+        lines = []
+        while True:
+            line = self._line(deadline)
+            if line:
+                lines.append(line)
+            if "m-ready" in line:
+                return lines
+
+    def name(self) -> str | None:
+        for line in self.command("name"):
+            m = NAME_RE.match(line)
+            if m:
+                return m.group(2)
+        return None
+
+    def load(self, data: bytes) -> list[str]:
+        lines = self.command(f"db load {len(data)}")
+        for i in range(0, len(data), self.max_bytes):
+            lines = self.command("db " + data[i:i + self.max_bytes].hex())
+        return lines
+
+    def infer(self, number: int, warmups: int) -> list[str]:
+        return self.command(f"infer {number} {warmups}")
+
+
+def parse_results(lines: list[str]) -> list[float]:
+    """The values of the m-results-[...] line of a reply."""
+    for line in lines:
+        m = RESULTS_RE.search(line)
+        if m:
+            return [float(v) for v in m.group(1).split(",") if v]
+    raise AssertionError(f"no m-results-[...] in {lines}")
+
+
+def laps_us(lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for m in map(LAP_RE.match, lines) if m]
