@@ -37,6 +37,7 @@ MAX_TENSORS = 30
 _APP_FILES = (
     ("CMakeLists.txt.j2", "CMakeLists.txt"),
     ("prj.conf.j2", "prj.conf"),
+    ("sample.yaml.j2", "sample.yaml"),
     ("src/main.c.j2", "src/main.c"),
     ("src/pe_config.c.j2", "src/pe_config.c"),
     ("src/pe_model.c.j2", "src/pe_model.c"),
