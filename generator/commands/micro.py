@@ -16,31 +16,17 @@ import numpy as np
 
 from generator.errors import CheckError, RunError, UsageError
 from generator.project_api.client import GeneratedProject, TemplateProject, fill_options
-from generator.project_api.protocol import JSONRPCError, ProjectOption
+from generator.project_api.protocol import JSONRPCError, ProjectOption, coerce_option_value
 
 log = logging.getLogger(__name__)
 
 REFERENCE_DIR = "reference"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
 def parse_option_value(option: ProjectOption, text: str) -> Any:
     """``text`` converted to the option's declared type (bool: true/false/yes/no/1/0/on/off)."""
-    if option.type == "bool":
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise UsageError(f"option {option.name}: {text!r} is not a bool",
-                         hint="use true or false")
-    if option.type == "int":
-        try:
-            return int(text, 0)
-        except ValueError:
-            raise UsageError(f"option {option.name}: {text!r} is not an int",
-                             hint=option.help) from None
-    return text
+    try:
+        return coerce_option_value(option, text)
+    except ValueError as exc:
+        raise UsageError(str(exc), hint=f"{option.name}: {option.help}") from None
 
 
 def parse_project_options(declared: Sequence[ProjectOption], items: Sequence[str]) -> dict:
