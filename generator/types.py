@@ -122,6 +122,8 @@ class AppSpec:
     defines: tuple[str, ...] = ()       # extra C definitions ("NAME" or "NAME=VALUE")
     host_protocol: str = "pemesh"       # link 0: "pemesh" frames or "eembc" (MLPerf Tiny DUT)
     model_name: str = ""                # the model's name, for the EEMBC "name" reply
+    #: host protocol eembc on a mesh's entry PE: the model outputs the exit PEs send it
+    eembc_results: tuple[TensorSpec, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +135,7 @@ class AppSpec:
             "routes": [r.to_json() for r in self.routes], "flags": self.flags,
             "defines": list(self.defines), "host_protocol": self.host_protocol,
             "model_name": self.model_name,
+            "eembc_results": [t.to_json() for t in self.eembc_results],
         }
 
     @classmethod
@@ -145,4 +148,5 @@ class AppSpec:
             main_stack_size=int(d.get("main_stack_size", 2048)), role=d.get("role", "single"),
             routes=tuple(Route.from_json(r) for r in d.get("routes", ())),
             flags=int(d.get("flags", 0)), defines=tuple(d.get("defines", ())),
-            host_protocol=d.get("host_protocol", "pemesh"), model_name=d.get("model_name", ""))
+            host_protocol=d.get("host_protocol", "pemesh"), model_name=d.get("model_name", ""),
+            eembc_results=tuple(TensorSpec.from_json(t) for t in d.get("eembc_results", ())))

@@ -50,7 +50,7 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     manifest. DoesNotFitError when a PE's plan does not fit its memory."""
     from generator.aot.mlf import write_mlf
     from generator.aot.stage import emit_stage, tensor_spec
-    from generator.firmware.render import check_host_protocol, render_pe_app, render_workspace
+    from generator.firmware.render import host_protocol_specs, render_pe_app, render_workspace
     from generator.partition.plan import plan_mesh, stage_memory_need
     from generator.verify.reference import make_inputs, run_reference
 
@@ -62,7 +62,7 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     ref_outputs = run_reference(model, inputs)
     plan = plan_mesh(model, mesh, max_pes=max_pes, replicas=replicas)
     t_plan = time.perf_counter()
-    check_host_protocol(host_protocol, len(plan.pes))
+    protocol = host_protocol_specs(plan.pes, plan.replicas, model.outputs, host_protocol)
 
     pm = plan.prepared
     last = len(plan.stages) - 1
@@ -100,8 +100,8 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
                        routes=p.routes, memory=rec.memory)
         spec = AppSpec(pe_name=p.name, pe_id=p.id, board=board, stage=st.name,
                        inputs=st.inputs, outputs=st.outputs, workspace_size=st.workspace_size,
-                       model_dir=f"../../{rec.model_dir}", role="stage", routes=p.routes,
-                       host_protocol=host_protocol, model_name=model.name)
+                       model_dir=f"../../{rec.model_dir}", role="stage",
+                       model_name=model.name, **protocol[p.id])
         render_pe_app(spec, tree.root / app.app)
         pes.append(app)
     render_workspace(tree.root, OutTree.runtime_rel)

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Sequence
 
 import functools
 
@@ -49,20 +49,54 @@ _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EEMBC_DTYPES = {"float32": "PEMESH_EEMBC_F32", "int8": "PEMESH_EEMBC_I8",
                  "uint8": "PEMESH_EEMBC_U8", "int16": "PEMESH_EEMBC_I16",
                  "int32": "PEMESH_EEMBC_I32"}
+#: TENSOR stream bit of a model result sent to the EEMBC entry PE (PEMESH_EEMBC_RESULT_STREAM)
+EEMBC_RESULT_STREAM = 0x8000
 #: the app file the EEMBC protocol needs (rendered only for --host-protocol eembc)
 _EEMBC_FILE = ("src/pe_eembc.c.j2", "src/pe_eembc.c")
 
 
-def check_host_protocol(protocol: str, num_pes: int) -> None:
-    """Refuse a host protocol the target cannot speak (UsageError with what to do instead)."""
+def host_protocol_specs(pes: Sequence[Any], replicas: Sequence[Any],
+                        model_outputs: Sequence[TensorSpec],
+                        protocol: str) -> dict[int, dict[str, Any]]:
+    """Per PE id, the AppSpec fields the host protocol sets: ``host_protocol``, ``routes`` and
+    ``eembc_results`` (docs/CONTRACTS.md §7).
+
+    ``pemesh``: every PE speaks frames, routes as planned. ``eembc``: the entry PE of each
+    replica speaks EEMBC on UART0 and collects the model's outputs — every exit PE's OUTPUT
+    route to the host is redirected to that entry PE, as its result stream
+    ``0x8000 | model output`` — and every other PE keeps frames. ``pes`` have ``id`` and
+    ``routes``; ``replicas`` have ``entry`` and ``exit`` lists of ``(pe, a, b)``. UsageError
+    when a replica's input enters more than one PE (a sharded first layer): one PE must take
+    the "db" bytes.
+    """
     if protocol not in HOST_PROTOCOLS:
         raise UsageError(f"unknown host protocol '{protocol}'",
                          hint=f"use one of {', '.join(HOST_PROTOCOLS)}")
-    if protocol == "eembc" and num_pes > 1:
-        raise UsageError(
-            f"--host-protocol eembc needs the model on one PE; this plan uses {num_pes} PEs",
-            hint="compile for --board (one PE), or use the pemesh protocol ('pemesh run', "
-                 "'pemesh serve') for a mesh")
+    out: dict[int, dict[str, Any]] = {p.id: {"host_protocol": "pemesh", "routes": tuple(p.routes)}
+                                      for p in pes}
+    if protocol == "pemesh":
+        return out
+    if len(pes) == 1:
+        out[pes[0].id]["host_protocol"] = "eembc"
+        return out
+    for rep in replicas:
+        entries = sorted({int(e[0]) for e in rep.entry})
+        if len(entries) != 1:
+            raise UsageError(
+                f"--host-protocol eembc: the model's input goes to {len(entries)} PEs "
+                f"(replica {getattr(rep, 'index', 0)}: PEs {entries}); the EEMBC protocol needs "
+                "one entry PE that takes the 'db' bytes",
+                hint="the first layer was sharded: use a mesh of bigger PEs, or the pemesh "
+                     "protocol ('pemesh run', 'pemesh serve' + HostLink)")
+        entry = entries[0]
+        out[entry]["host_protocol"] = "eembc"
+        out[entry]["eembc_results"] = tuple(model_outputs)
+        for pe_id in sorted({int(x[0]) for x in rep.exit} - {entry}):
+            out[pe_id]["routes"] = tuple(
+                Route(r.kind, r.a, entry, EEMBC_RESULT_STREAM | r.b)
+                if r.kind == Route.OUTPUT and r.pe == HOST_ID else r
+                for r in out[pe_id]["routes"])
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,7 +133,8 @@ def _validate(spec: AppSpec) -> None:
         raise UsageError(f"PE '{spec.pe_name}': unknown host protocol '{spec.host_protocol}'",
                          hint=f"use one of {', '.join(HOST_PROTOCOLS)}")
     if spec.host_protocol == "eembc":
-        bad = [t.name for t in spec.outputs if t.dtype not in _EEMBC_DTYPES]
+        bad = [t.name for t in (spec.eembc_results or spec.outputs)
+               if t.dtype not in _EEMBC_DTYPES]
         if bad:
             raise UsageError(f"stage '{spec.stage}': outputs {bad} have a dtype the EEMBC "
                              "protocol cannot print",
@@ -197,9 +232,11 @@ def app_context(spec: AppSpec) -> dict[str, Any]:
         "defines": list(spec.defines),
         "host_protocol": spec.host_protocol,
         "eembc_name": _comment_safe(spec.model_name or spec.stage).replace("]", ")"),
+        "eembc_mesh": bool(spec.eembc_results),
         "eembc_outputs": [{"dtype": _EEMBC_DTYPES.get(t.dtype, "PEMESH_EEMBC_F32"),
-                           "count": t.num_elements, "name": _comment_safe(t.name)}
-                          for t in spec.outputs],
+                           "count": t.num_elements, "size": t.nbytes,
+                           "name": _comment_safe(t.name)}
+                          for t in (spec.eembc_results or spec.outputs)],
         "inputs": [_tensor_context(t, spec.stage, "in") for t in spec.inputs],
         "outputs": [_tensor_context(t, spec.stage, "out") for t in spec.outputs],
     }

@@ -157,13 +157,87 @@ def test_serve_frames_protocol_with_hostlink(tmp_path):
     assert stats.inferences == 1
 
 
-def test_eembc_needs_one_pe():
-    from generator.errors import UsageError
-    from generator.firmware.render import check_host_protocol
+@pytest.fixture(scope="module")
+def eembc_mesh_out(tmp_path_factory) -> Path:
+    """multi_output_mlp on qemu16 with the EEMBC protocol: 5 PEs; output 0 leaves the entry PE
+    itself, outputs 1 and 2 two other PEs (their routes now lead to the entry PE)."""
+    from tests.mesh_zoo import multi_output_mlp
+    from tests.model_zoo import save
 
-    check_host_protocol("eembc", 1)
-    check_host_protocol("pemesh", 16)
-    with pytest.raises(UsageError, match="needs the model on one PE; this plan uses 4"):
-        check_host_protocol("eembc", 4)
+    root = tmp_path_factory.mktemp("serve_mesh")
+    model = save(multi_output_mlp(), root / "mo.onnx")
+    out = root / "out"
+    assert main(["compile", str(model), "-o", str(out), "--mesh", "qemu16",
+                 "--host-protocol", "eembc"]) == 0
+    assert main(["build", str(out), "--backend", "baremetal"]) == 0
+    return out
+
+
+def _reference_outputs(out: Path) -> np.ndarray:
+    files = sorted((out / "reference").glob("output_*.npy"), key=lambda p: int(p.stem[7:]))
+    return np.concatenate([np.load(f).reshape(-1) for f in files])
+
+
+@pytest.mark.qemu
+def test_mlperf_tiny_runner_talks_to_a_served_qemu_mesh(eembc_mesh_out):
+    import json
+
+    from generator.frontend.importers import load_model
+    from generator.verify.reference import run_reference
+
+    out = eembc_mesh_out
+    doc = json.loads((out / "mesh.json").read_text())
+    assert len(doc["pes"]) > 2
+    x = np.load(out / "reference" / "input_0.npy")
+    other = np.random.default_rng(3).standard_normal(x.shape).astype(np.float32)
+    with serving(out) as links:
+        assert len(links) == len(doc["pes"])
+        eembc = [name for name, link in links.items() if link["protocol"] == "eembc"]
+        assert eembc == ["pe0"] and links["pe0"]["role"].startswith("entry")
+        dut = EembcDut(links["pe0"]["pty"], timeout=60)
+        try:
+            dut.flush()
+            assert dut.name() == "mo"
+            assert dut.load(x.tobytes())[0] == "m-load-done"
+            reply = dut.infer(1, 0)
+            assert reply[:3] == ["m-warmup-start-0", "m-warmup-done", "m-infer-start-1"]
+            got = np.array(parse_results(reply), dtype=np.float32)
+            np.testing.assert_allclose(got, _reference_outputs(out), rtol=0, atol=RESULT_TOL)
+            # the pipeline runs again (READY credits came back) on new data
+            dut.load(other.tobytes())
+            got2 = np.array(parse_results(dut.infer(2, 1)), dtype=np.float32)
+            want2 = run_reference(load_model(out.parent / "mo.onnx"), [other])
+            np.testing.assert_allclose(got2, np.concatenate([w.reshape(-1) for w in want2]),
+                                       rtol=0, atol=RESULT_TOL)
+        finally:
+            dut.close()
+
+
+def test_host_protocol_routes():
+    """eembc on a mesh: exit PEs' routes to the host lead to the entry PE as result streams;
+    the entry PE keeps its own (it holds those outputs itself); pemesh changes nothing."""
+    from types import SimpleNamespace as NS
+
+    from generator.errors import UsageError
+    from generator.firmware.render import EEMBC_RESULT_STREAM, host_protocol_specs
+    from generator.types import Route, TensorSpec
+
+    host = 0xFFFF
+    pes = [NS(id=0, routes=(Route(1, 0, 1, 0), Route(1, 0, host, 0), Route(2, 0, host, 0))),
+           NS(id=1, routes=(Route(1, 0, host, 1), Route(2, 0, 0, 0)))]
+    reps = [NS(index=0, entry=[(0, 0, 0)], exit=[(0, 0, 0), (1, 0, 1)])]
+    outs = (TensorSpec("a", (2,), "float32"), TensorSpec("b", (3,), "float32"))
+    same = host_protocol_specs(pes, reps, outs, "pemesh")
+    assert all(v["host_protocol"] == "pemesh" and v["routes"] == pes[i].routes
+               for i, v in same.items())
+    got = host_protocol_specs(pes, reps, outs, "eembc")
+    assert got[0] == {"host_protocol": "eembc", "routes": pes[0].routes, "eembc_results": outs}
+    assert got[1] == {"host_protocol": "pemesh",
+                      "routes": (Route(1, 0, 0, EEMBC_RESULT_STREAM | 1), Route(2, 0, 0, 0))}
+    one = host_protocol_specs(pes[:1], reps, outs, "eembc")
+    assert one[0]["host_protocol"] == "eembc" and "eembc_results" not in one[0]
+    sharded = [NS(index=0, entry=[(0, 0, 0), (1, 0, 0)], exit=[(1, 0, 0)])]
+    with pytest.raises(UsageError, match="the model's input goes to 2 PEs"):
+        host_protocol_specs(pes, sharded, outs, "eembc")
     with pytest.raises(UsageError, match="unknown host protocol"):
-        check_host_protocol("uart", 1)
+        host_protocol_specs(pes, reps, outs, "uart")

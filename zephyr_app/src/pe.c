@@ -62,6 +62,11 @@ static void pemesh_pe_write(struct pemesh_pe *pe, uint8_t link, const struct pem
 	if (n < 0) {
 		return; /* cannot happen for the frames built here */
 	}
+#if PEMESH_HOST_EEMBC
+	if (link == PEMESH_LINK_HOST) {
+		return; /* link 0 speaks EEMBC text: frames for the host are not sent */
+	}
+#endif
 	if (pemesh_link_write(link, pe->tx, (size_t)n) == 0) {
 		pe->tx_frames++;
 	}
@@ -471,12 +476,6 @@ int pemesh_pe_main(void)
 	/* a failed init is reported to the host (PONG without tensors, ERROR on TENSOR) */
 	(void)pemesh_pe_init(pe);
 #if PEMESH_HOST_EEMBC
-	for (uint8_t r = 0; r < pe->n_routes && pe->init_status == 0; r++) {
-		if (pe->routes[r].r.pe != PEMESH_HOST_ID) {
-			pe->init_status = -ENOTSUP; /* a mesh PE: see docs/CONTRACTS.md section 7 */
-			pe->init_error = "the EEMBC host protocol runs on a single PE only";
-		}
-	}
 	pemesh_eembc_start(pe);
 #endif
 	for (;;) {

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pemesh/config.h>
+
 /** Longest command (without its '%'), as EE_CMD_SIZE of the reference submissions. */
 #define PEMESH_EEMBC_CMD_SIZE 80u
 
@@ -32,12 +34,26 @@ struct pemesh_eembc_output {
 	int32_t zero_point; /**< dequantization zero point of an integer output */
 };
 
+struct pemesh_tensor;
+
 /** What the generated src/pe_eembc.c tells the protocol about the model. */
 struct pemesh_eembc_model {
 	const char *name;  /**< printed by "name" (m-name-dut-[...]) and "profile" (m-model-[...]) */
-	uint16_t n_outputs;
-	const struct pemesh_eembc_output *outputs; /**< one per pemesh_model output */
+	uint16_t n_outputs; /**< outputs printed in m-results-[...] */
+	const struct pemesh_eembc_output *outputs; /**< how each is printed */
+	/**
+	 * NULL: the model runs on this PE alone and the results are pemesh_model's outputs.
+	 * Otherwise this PE is the entry of a mesh pipeline (docs/CONTRACTS.md §7): buffers for
+	 * the *model's* outputs, which the exit PEs send here as TENSOR frames with stream
+	 * PEMESH_EEMBC_RESULT_STREAM | j (or this PE's own routes to the host fill).
+	 */
+	const struct pemesh_tensor *results;
 };
+
+/** TENSOR stream bit of a model result sent to the EEMBC entry PE (low bits: output index). */
+#define PEMESH_EEMBC_RESULT_STREAM 0x8000u
+/** Seconds the entry PE waits for the mesh's results of one inference. */
+#define PEMESH_EEMBC_MESH_TIMEOUT_S 60u
 
 /** Defined by the generated src/pe_eembc.c of an app built for the EEMBC protocol. */
 extern const struct pemesh_eembc_model pemesh_eembc_model;
@@ -52,6 +68,9 @@ struct pemesh_eembc {
 	uint32_t db_pos;                      /**< bytes received since */
 	char line[160];                       /**< text being sent */
 	uint16_t line_len;                    /**< characters in line */
+	uint16_t res_next[PEMESH_MAX_TENSORS]; /**< mesh: chunks of each result received */
+	uint16_t res_src[PEMESH_MAX_TENSORS];  /**< mesh: the PE that sent each result */
+	uint8_t res_done[PEMESH_MAX_TENSORS];  /**< mesh: result j is complete */
 };
 
 struct pemesh_pe;
