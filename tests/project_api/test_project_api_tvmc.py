@@ -140,3 +140,22 @@ def test_launcher_serves_a_client_in_another_python(template, tmp_path, where):
     assert sys.executable  # the generated launcher names this interpreter
     if where == "project":
         assert sys.executable in (folder / "launch_microtvm_api_server.sh").read_text()
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_micro_create_project_keeps_its_options(tmp_path, capsys):
+    """`pemesh micro create-project -x build_backend=host` then a bare `pemesh micro build`
+    builds for the host (the option was kept); an unknown board fails at create-project."""
+    from generator.cli import main
+
+    mlf = make_toy_mlf(tmp_path / "toy.tar")
+    proj = tmp_path / "proj"
+    assert main(["micro", "create-project", str(proj), str(mlf), "-x", "build_backend=host",
+                 "-x", "config_main_stack_size=3072"]) == 0
+    assert main(["micro", "build", str(proj)]) == 0
+    assert _record(proj)["backend"] == "host"
+    assert json.loads((proj / "pemesh_app.json").read_text())["main_stack_size"] == 3072
+    assert main(["micro", "create-project", str(tmp_path / "bad"), str(mlf),
+                 "-x", "board=nrf52840dk"]) != 0
+    assert "not a pemesh PE kind's board" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
