@@ -29,10 +29,26 @@ class EembcDut:
     def close(self) -> None:
         self.port.close()
 
-    def flush(self) -> list[str]:
-        """The runner's reset_port: drain, send a bare terminator, collect until quiet."""
-        lines = self.command("")  # an empty command: the DUT answers "m-ready"
-        return lines
+    def flush(self, quiet: float = 0.5, timeout: float = 20.0) -> list[str]:
+        """The runner's reset_port, retried: drop what is buffered, send a bare terminator (an
+        empty command: the DUT answers "m-ready"), read until the line is quiet for ``quiet``
+        s; again until an m-ready came. (QEMU's pty drops what the guest writes until it has
+        noticed, within about a second, that the host side was opened.)"""
+        self.port.reset_input_buffer()
+        self._buf = b""
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            self.port.write(b"%")
+            data, last = b"", time.monotonic()
+            while time.monotonic() - last < quiet:
+                chunk = self.port.read(4096)
+                if chunk:
+                    data, last = data + chunk, time.monotonic()
+            lines += [ln.strip("\r\0") for ln in data.decode().split("\n") if ln.strip()]
+            if "m-ready" in lines:
+                return lines
+        raise TimeoutError(f"the DUT did not answer an empty command within {timeout:g} s: {lines}")
 
     def _line(self, deadline: float) -> str:
         while b"\n" not in self._buf:

@@ -29,11 +29,11 @@ RESULT_TOL = 5e-4 + 1e-6
 
 
 def _images(out: Path) -> list[str]:
-    return [str(p) for p in (out / "build").glob("*/fw.elf")]
+    return [str(p.resolve()) for pat in ("*/fw.elf", "*/pe") for p in (out / "build").glob(pat)]
 
 
-def _qemu_running(images: list[str]) -> list[int]:
-    """PIDs of QEMU processes running one of ``images``."""
+def _pe_running(images: list[str]) -> list[int]:
+    """PIDs of QEMU processes running one of ``images``, or of host PE executables."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -42,7 +42,8 @@ def _qemu_running(images: list[str]) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if cmd and cmd[0].endswith("qemu-system-arm") and any(i in cmd for i in images):
+        if cmd and (cmd[0] in images or (cmd[0].endswith("qemu-system-arm")
+                                          and any(i in cmd for i in images))):
             pids.append(int(proc.name))
     return pids
 
@@ -67,13 +68,14 @@ def serving(out: Path, *extra: str):
             if line.startswith("pemesh serve:"):
                 break
         assert links, "pemesh serve printed no host link"
+        assert len(_pe_running(_images(out))) == len(links), "the PE processes are not seen"
         yield links
     finally:
         proc.send_signal(signal.SIGTERM)
         rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "pemesh serve: stopped" in rest
-    assert not _qemu_running(_images(out)), "a QEMU PE outlived pemesh serve"
+    assert not _pe_running(_images(out)), "a PE process outlived pemesh serve"
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +157,25 @@ def test_serve_frames_protocol_with_hostlink(tmp_path):
                                np.load(out / "reference" / "output_0.npy").reshape(-1),
                                rtol=1e-5, atol=1e-5)
     assert stats.inferences == 1
+
+
+@pytest.mark.skipif(not __import__("shutil").which("gcc"), reason="needs gcc")
+def test_serve_host_processes_speak_eembc(tmp_path):
+    """The same protocol from a PE built as a Linux process (`serve --platform host`)."""
+    out = tmp_path / "host"
+    assert main(["compile", str(MODEL), "-o", str(out), "--host-protocol", "eembc"]) == 0
+    assert main(["build", str(out), "--backend", "host"]) == 0
+    x = np.load(out / "reference" / "input_0.npy")
+    with serving(out, "--platform", "host") as links:
+        dut = EembcDut(links["pe0"]["pty"])
+        try:
+            dut.flush()
+            dut.load(x.tobytes())
+            got = np.array(parse_results(dut.infer(1, 0)), dtype=np.float32)
+        finally:
+            dut.close()
+    np.testing.assert_allclose(got, np.load(out / "reference" / "output_0.npy").reshape(-1),
+                               rtol=0, atol=RESULT_TOL)
 
 
 @pytest.fixture(scope="module")
