@@ -48,8 +48,10 @@ def test_session_any_split(harness, piece):
     i = lines.index("m-warmup-start-1")
     assert lines[i:i + 3] == ["m-warmup-start-1", "m-warmup-done", "m-infer-start-2"]
     assert re.fullmatch(r"m-lap-us-\d+", lines[i + 3]) and re.fullmatch(r"m-lap-us-\d+", lines[i + 4])
-    # 3 runs in all (1 warm-up + 2); the stub clock adds 1 s per reading
-    assert int(lines[i + 4][9:]) - int(lines[i + 3][9:]) == 1_000_000
+    # the stub clock (ns, as the host port) reads 5e15 + k * 1234567891 at its k-th reading;
+    # m-lap-us is the whole microseconds, truncated to u32 as %lu on a 32-bit DUT
+    laps = [int(lines[i + 3][9:]), int(lines[i + 4][9:])]
+    assert laps == [((5 * 10**15 + k * 1234567891) // 1000) % 2**32 for k in (1, 2)]
     assert lines[i + 5] == "m-infer-done"
     # float32 as is, int8 dequantized: (q - 1) * 0.5
     assert lines[i + 6] == "m-results-[36.000,-0.333,-3.000,3.000]"
@@ -111,3 +113,15 @@ def test_kconfig_payload_range_starts_where_the_pe_compiles(tmp_path):
 
     assert compiles(low), f"range starts at {low}, but pe.c does not compile with it"
     assert not compiles(low - 1), f"pe.c compiles with {low - 1}: the range could start lower"
+
+
+@needs_gcc
+def test_lap_us_at_the_qemu_systick_rate(tmp_path):
+    """lm3s6965 under QEMU: 12.5 MHz SysTick ticks → µs exactly (×0.08, not ÷12)."""
+    exe = tmp_path / "eembc_12m5"
+    cc(["gcc", *WARN, "-DCONFIG_PEMESH_HOST_PROTOCOL_EEMBC=1", "-DPEMESH_CYCLES_PER_SEC=12500000u",
+        *INC, FIXTURES / "runtime_c" / "eembc_main.c", RUNTIME / "src" / "eembc.c", "-o", exe,
+        "-lm"])
+    lines = _run(exe, "timestamp%timestamp%", 1000).split("\r\n")
+    laps = [int(line[9:]) for line in lines if line.startswith("m-lap-us-")]
+    assert laps == [((5 * 10**15 + k * 1234567891) * 2 // 25) % 2**32 for k in (1, 2)]

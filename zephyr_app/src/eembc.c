@@ -224,7 +224,10 @@ static void pemesh_eembc_results(struct pemesh_eembc *e)
 
 static void pemesh_eembc_timestamp(struct pemesh_eembc *e)
 {
-	uint64_t us = pemesh_cycles() / ((uint64_t)PEMESH_CYCLES_PER_SEC / 1000000u);
+	const uint64_t cps = PEMESH_CYCLES_PER_SEC;
+	uint64_t c = pemesh_cycles();
+	/* whole seconds and the rest apart: exact for 12.5 MHz, no overflow for years */
+	uint64_t us = (c / cps) * 1000000u + ((c % cps) * 1000000u) / cps;
 
 	pemesh_eembc_put(e, "m-lap-us-");
 	pemesh_eembc_put_u32(e, (uint32_t)us);
