@@ -26,6 +26,14 @@ class EembcDut:
         self.max_bytes = max_bytes
         self._buf = b""
 
+    def _read(self) -> bytes:
+        """What has arrived: waits for one byte (up to the port timeout), then takes the rest
+        that is waiting (pyserial's read(n) would wait the whole timeout for n bytes)."""
+        data = self.port.read(1)
+        if data and self.port.in_waiting:
+            data += self.port.read(self.port.in_waiting)
+        return data
+
     def close(self) -> None:
         self.port.close()
 
@@ -42,7 +50,7 @@ class EembcDut:
             self.port.write(b"%")
             data, last = b"", time.monotonic()
             while time.monotonic() - last < quiet:
-                chunk = self.port.read(4096)
+                chunk = self._read()
                 if chunk:
                     data, last = data + chunk, time.monotonic()
             lines += [ln.strip("\r\0") for ln in data.decode().split("\n") if ln.strip()]
@@ -54,7 +62,7 @@ class EembcDut:
         while b"\n" not in self._buf:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no complete line from the DUT (have {self._buf!r})")
-            self._buf += self.port.read(4096)
+            self._buf += self._read()
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode().strip("\r\0")
 
