@@ -262,3 +262,34 @@ def test_host_protocol_routes():
         host_protocol_specs(pes, sharded, outs, "eembc")
     with pytest.raises(UsageError, match="unknown host protocol"):
         host_protocol_specs(pes, reps, outs, "uart")
+
+
+def test_eembc_replicas_each_return_to_their_own_entry(tmp_path):
+    """With --replicas 2 every replica's entry PE speaks EEMBC and its exits report to it."""
+    import json
+
+    from tests.mesh_zoo import multi_output_mlp
+    from tests.model_zoo import save
+
+    model = save(multi_output_mlp(), tmp_path / "mo.onnx")
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "-o", str(out), "--mesh", "qemu16", "--replicas", "2",
+                 "--host-protocol", "eembc"]) == 0
+    doc = json.loads((out / "mesh.json").read_text())
+    apps = {p["id"]: json.loads((out / p["app"] / "pemesh_app.json").read_text())
+            for p in doc["pes"]}
+    assert len(doc["replicas"]) == 2
+    for rep in doc["replicas"]:
+        (entry,) = {e[0] for e in rep["entry"]}
+        assert apps[entry]["host_protocol"] == "eembc"
+        assert [t["name"] for t in apps[entry]["eembc_results"]] == \
+            [t["name"] for t in doc["model"]["outputs"]]
+        for pe, _a, j in rep["exit"]:
+            if pe == entry:
+                continue
+            outs = [r for r in apps[pe]["routes"] if r[0] == 1]
+            assert outs == [[1, 0, entry, 0x8000 | j]], (pe, outs)
+    others = [a for i, a in apps.items() if all(i != e[0] for r in doc["replicas"]
+                                                  for e in r["entry"])]
+    assert others and all(a["host_protocol"] == "pemesh" and not a["eembc_results"]
+                          for a in others)
