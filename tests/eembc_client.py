@@ -55,8 +55,21 @@ class EembcDut:
                     data, last = data + chunk, time.monotonic()
             lines += [ln.strip("\r\0") for ln in data.decode().split("\n") if ln.strip()]
             if "m-ready" in lines:
-                return lines
+                return lines + self._sync(deadline)
         raise TimeoutError(f"the DUT did not answer an empty command within {timeout:g} s: {lines}")
+
+    def _sync(self, deadline: float) -> list[str]:
+        """Send ``name`` and read up to the m-ready after its m-name line: replies to earlier
+        bare '%' that were still on their way are read and dropped here, not taken for the
+        reply of the next command."""
+        self.port.write(b"name%")
+        lines, named = [], False
+        while True:
+            line = self._line(deadline)
+            lines.append(line)
+            named = named or bool(NAME_RE.match(line))
+            if named and "m-ready" in line:
+                return lines
 
     def _line(self, deadline: float) -> str:
         while b"\n" not in self._buf:
