@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -427,13 +428,15 @@ def _build_west(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
     run_env = dict(env if env is not None else os.environ)
     run_env.setdefault("ZEPHYR_BASE", str(ws.zephyr_base))
     topdir = ws.topdir or zephyr.west_topdir_of(ws.zephyr_base)
-    west = west_cmd if west_cmd else (str(find_west(env=env)),) if topdir else ("west",)
+    if west_cmd:
+        west: str | Sequence[str] = west_cmd
+    else:  # west is only run in a workspace; a bare ZEPHYR_BASE needs none
+        west = (str(find_west(env=env)),) if topdir else ("west",)
     plan = zephyr.zephyr_build_plan(app_dir, build_dir, spec.board, zephyr_base=ws.zephyr_base,
                                     topdir=topdir,
                                     runtime=Path(runtime or default_runtime_dir()),
                                     west=west, env=run_env)
     if plan.how == "cmake":
-        import shutil
         missing = [t for t in ("cmake", "ninja") if shutil.which(t, path=run_env.get("PATH"))
                    is None]
         if missing:

@@ -89,6 +89,15 @@ void pemesh_pe_stage_start(struct pemesh_pe *pe);
 /** @brief Store (and ACK on @p link) a chunk of a model result sent by an exit PE. */
 void pemesh_eembc_result(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f);
 
+/**
+ * @brief One inference through the mesh (eembc_mesh.c): run this stage, wait for every
+ * result, give the exit PEs their credits back.
+ * @retval 0 every result arrived.
+ * @retval -ETIMEDOUT not within PEMESH_EEMBC_MESH_TIMEOUT_S.
+ * @retval other this stage's failed run status.
+ */
+int32_t pemesh_eembc_run_mesh(struct pemesh_pe *pe);
+
 /** @brief This PE's output @p out is model output @p index: copy it into the results. */
 void pemesh_eembc_local_result(struct pemesh_pe *pe, uint16_t index, uint16_t out);
 
