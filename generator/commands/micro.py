@@ -125,6 +125,12 @@ def run_project(args: argparse.Namespace) -> int:
 
     project_dir = Path(args.project_dir).resolve()
     spec = load_app_spec(project_dir)
+    if spec.host_protocol == "eembc":
+        raise UsageError(f"{project_dir} is an mlperftiny project: its UART0 speaks the EEMBC / "
+                         "MLPerf Tiny text protocol, not the frames 'micro run' sends",
+                         hint="drive it with the MLPerf Tiny runner on its serial port (open_"
+                              "transport's bytes, a board's /dev/ttyACM0), or generate it "
+                              "with project_type=aot_standalone_demo for 'micro run'")
     ref_dir = Path(args.reference) if args.reference else project_dir / REFERENCE_DIR
     inputs = _load_arrays(args.input) if args.input else _reference(ref_dir, "input")
     if not inputs:

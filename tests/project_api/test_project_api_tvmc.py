@@ -72,6 +72,9 @@ def test_tvmc_style_generate_and_build(template, tmp_path):
         assert _record(project)["backend"] == "host"        # the default does not undo it
     commands = (project / "build" / "commands.txt").read_text()
     assert "-DPEMESH_TEST_FOO=1" in commands and "-DCONFIG_PEMESH_HOST_PROTOCOL_EEMBC=1" in commands
+    # `micro run` speaks frames: it refuses an mlperftiny project instead of timing out
+    from generator.cli import main
+    assert main(["micro", "run", str(project)]) != 0
 
 
 def test_refusals(template, tmp_path):
