@@ -44,7 +44,7 @@ def _record(project: Path) -> dict:
 
 @pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs gcc and arm-none-eabi-gcc")
-def test_tvmc_style_generate_and_build(template, tmp_path):
+def test_tvmc_style_generate_and_build(template, tmp_path, capsys):
     mlf = make_toy_mlf(tmp_path / "toy.tar")
     project = tmp_path / "proj"
     # the raw client sends exactly these options, as TVM's client does (no defaults filled in)
@@ -74,7 +74,9 @@ def test_tvmc_style_generate_and_build(template, tmp_path):
     assert "-DPEMESH_TEST_FOO=1" in commands and "-DCONFIG_PEMESH_HOST_PROTOCOL_EEMBC=1" in commands
     # `micro run` speaks frames: it refuses an mlperftiny project instead of timing out
     from generator.cli import main
+    capsys.readouterr()
     assert main(["micro", "run", str(project)]) != 0
+    assert "is an mlperftiny project" in capsys.readouterr().err
 
 
 def test_refusals(template, tmp_path):
