@@ -83,6 +83,10 @@ class CompileCmd(Command):
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",
                        help="fix the shape of a model input (for dynamic dims)")
         p.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
+        p.add_argument("--host-protocol", choices=["pemesh", "eembc"], default="pemesh",
+                       help="what UART0 speaks: pemesh frames (pemesh run) or the EEMBC / "
+                            "MLPerf Tiny DUT text protocol (one PE; talk to it via "
+                            "'pemesh serve')")
 
 
 class BuildCmd(Command):
@@ -135,6 +139,20 @@ class RunCmd(Command):
         p.add_argument("--trace", default=None, metavar="T.json",
                        help="write a Chrome Trace Event file (open in Perfetto or "
                             "chrome://tracing): compute per PE, frames per link")
+
+
+class ServeCmd(Command):
+    name = "serve"
+    help = "boot the PE or mesh of OUT/, print each host link's pty, run until Ctrl-C/SIGTERM"
+    target = "generator.commands.serve:serve_command"
+
+    def add_arguments(self, p):
+        p.add_argument("out", help="folder written by 'pemesh compile' and built")
+        p.add_argument("--platform", choices=["qemu", "host"], default="qemu")
+        p.add_argument("--startup-timeout", type=float, default=30.0,
+                       help="seconds to wait for every PE to open its links")
+        p.add_argument("--no-icount", action="store_true",
+                       help="QEMU: run without -icount (virtual time follows the host clock)")
 
 
 class ReportCmd(Command):
@@ -190,7 +208,7 @@ class MicroCmd(Command):
 
 
 COMMANDS: tuple[Command, ...] = (
-    CompileCmd(), BuildCmd(), RunCmd(), ReportCmd(), BoardsCmd(), MicroCmd(),
+    CompileCmd(), BuildCmd(), RunCmd(), ServeCmd(), ReportCmd(), BoardsCmd(), MicroCmd(),
 )
 
 

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+#: protocols of a PE's host link (UART0): pemesh frames, or the EEMBC / MLPerf Tiny DUT text
+HOST_PROTOCOLS = ("pemesh", "eembc")
+
 #: dtypes the whole tool chain understands (numpy names)
 SUPPORTED_DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 
@@ -117,6 +120,10 @@ class AppSpec:
     routes: tuple[Route, ...] = ()      # mesh routing table (role "stage")
     flags: int = 0                      # pemesh_pe_config.flags
     defines: tuple[str, ...] = ()       # extra C definitions ("NAME" or "NAME=VALUE")
+    host_protocol: str = "pemesh"       # link 0: "pemesh" frames or "eembc" (MLPerf Tiny DUT)
+    model_name: str = ""                # the model's name, for the EEMBC "name" reply
+    #: host protocol eembc on a mesh's entry PE: the model outputs the exit PEs send it
+    eembc_results: tuple[TensorSpec, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,7 +133,9 @@ class AppSpec:
             "workspace_size": self.workspace_size, "model_dir": self.model_dir,
             "main_stack_size": self.main_stack_size, "role": self.role,
             "routes": [r.to_json() for r in self.routes], "flags": self.flags,
-            "defines": list(self.defines),
+            "defines": list(self.defines), "host_protocol": self.host_protocol,
+            "model_name": self.model_name,
+            "eembc_results": [t.to_json() for t in self.eembc_results],
         }
 
     @classmethod
@@ -138,4 +147,6 @@ class AppSpec:
             workspace_size=int(d["workspace_size"]), model_dir=d["model_dir"],
             main_stack_size=int(d.get("main_stack_size", 2048)), role=d.get("role", "single"),
             routes=tuple(Route.from_json(r) for r in d.get("routes", ())),
-            flags=int(d.get("flags", 0)), defines=tuple(d.get("defines", ())))
+            flags=int(d.get("flags", 0)), defines=tuple(d.get("defines", ())),
+            host_protocol=d.get("host_protocol", "pemesh"), model_name=d.get("model_name", ""),
+            eembc_results=tuple(TensorSpec.from_json(t) for t in d.get("eembc_results", ())))

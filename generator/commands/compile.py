@@ -60,12 +60,12 @@ def _named_by_source(err: UnsupportedModelError, model: ImportedModel) -> Unsupp
 
 
 def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None = None,
-                  replicas: str | int = 1) -> Manifest:
+                  replicas: str | int = 1, host_protocol: str = "pemesh") -> Manifest:
     """Compile ``model`` for ``mesh`` (a 1-PE mesh for ``--board``); write OUT/ and return the
     manifest. DoesNotFitError when a PE's plan does not fit its memory."""
     from generator.aot.mlf import write_mlf
     from generator.aot.stage import emit_stage, tensor_spec
-    from generator.firmware.render import render_pe_app, render_workspace
+    from generator.firmware.render import host_protocol_specs, render_pe_app, render_workspace
     from generator.partition.plan import plan_mesh, stage_memory_need
     from generator.verify.anchors import run_anchor
     from generator.verify.reference import make_inputs
@@ -81,6 +81,7 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     except UnsupportedModelError as err:
         raise _named_by_source(err, model) from None
     t_plan = time.perf_counter()
+    protocol = host_protocol_specs(plan.pes, plan.replicas, model.outputs, host_protocol)
 
     pm = plan.prepared
     last = len(plan.stages) - 1
@@ -118,7 +119,8 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
                        routes=p.routes, memory=rec.memory)
         spec = AppSpec(pe_name=p.name, pe_id=p.id, board=board, stage=st.name,
                        inputs=st.inputs, outputs=st.outputs, workspace_size=st.workspace_size,
-                       model_dir=f"../../{rec.model_dir}", role="stage", routes=p.routes)
+                       model_dir=f"../../{rec.model_dir}", role="stage",
+                       model_name=model.name, **protocol[p.id])
         render_pe_app(spec, tree.root / app.app)
         pes.append(app)
     render_workspace(tree.root, OutTree.runtime_rel)
@@ -194,7 +196,8 @@ def compile_command(args) -> int:
     partial = tree.partial()
     try:
         manifest = compile_model(model, partial.root, mesh, max_pes=args.max_pes,
-                                 replicas=replicas)
+                                 replicas=replicas,
+                                 host_protocol=getattr(args, "host_protocol", "pemesh"))
         tree.adopt(partial)
     finally:
         shutil.rmtree(partial.root, ignore_errors=True)

@@ -17,31 +17,17 @@ import numpy as np
 
 from generator.errors import CheckError, RunError, UsageError
 from generator.project_api.client import GeneratedProject, TemplateProject, fill_options
-from generator.project_api.protocol import JSONRPCError, ProjectOption
+from generator.project_api.protocol import JSONRPCError, ProjectOption, coerce_option_value
 
 log = logging.getLogger(__name__)
 
 REFERENCE_DIR = "reference"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
 def parse_option_value(option: ProjectOption, text: str) -> Any:
     """``text`` converted to the option's declared type (bool: true/false/yes/no/1/0/on/off)."""
-    if option.type == "bool":
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise UsageError(f"option {option.name}: {text!r} is not a bool",
-                         hint="use true or false")
-    if option.type == "int":
-        try:
-            return int(text, 0)
-        except ValueError:
-            raise UsageError(f"option {option.name}: {text!r} is not an int",
-                             hint=option.help) from None
-    return text
+    try:
+        return coerce_option_value(option, text)
+    except ValueError as exc:
+        raise UsageError(str(exc), hint=f"{option.name}: {option.help}") from None
 
 
 def parse_project_options(declared: Sequence[ProjectOption], items: Sequence[str]) -> dict:
@@ -167,6 +153,12 @@ def run_project(args: argparse.Namespace) -> int:
 
     project_dir = Path(args.project_dir).resolve()
     spec = load_app_spec(project_dir)
+    if spec.host_protocol == "eembc":
+        raise UsageError(f"{project_dir} is an mlperftiny project: its UART0 speaks the EEMBC / "
+                         "MLPerf Tiny text protocol, not the frames 'micro run' sends",
+                         hint="drive it with the MLPerf Tiny runner on its serial port (open_"
+                              "transport's bytes, a board's /dev/ttyACM0), or generate it "
+                              "with project_type=aot_standalone_demo for 'micro run'")
     ref_dir = Path(args.reference) if args.reference else project_dir / REFERENCE_DIR
     if args.input:
         inputs = load_items(args.input, spec.inputs)[0]

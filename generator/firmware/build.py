@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Mapping, Sequence
 from generator.errors import BuildError, DoesNotFitError, PemeshError, ToolchainError, UsageError
 from generator.paths import runtime_dir as default_runtime_dir
 from generator.types import AppSpec
+from generator.firmware import zephyr
 from generator.firmware.toolchain import (ImageSizes, elf_sizes, find_arm_toolchain, find_host_cc, find_west,
                         find_zephyr_workspace)
 
@@ -216,6 +218,13 @@ def app_sources(app_dir: Path, port: str, *, runtime: Path | None = None) -> Sou
 
 # --- command formation -----------------------------------------------------------------------
 
+def spec_defines(spec: AppSpec) -> tuple[str, ...]:
+    """The -D flags a bare-metal or host build takes from the app (what Kconfig sets from
+    prj.conf in a Zephyr build): the host protocol and the app's compile definitions."""
+    proto = ("-DCONFIG_PEMESH_HOST_PROTOCOL_EEMBC=1",) if spec.host_protocol == "eembc" else ()
+    return (*proto, *(f"-D{d}" for d in spec.defines))
+
+
 def reproducible_flags(app_dir: Path) -> tuple[str, ...]:
     """Flags that keep the app's own folder out of the objects (debug info, ``__FILE__``).
 
@@ -249,12 +258,14 @@ def gcc_commands(sources: SourceSet, build_dir: Path, *, cc: str, cflags: Sequen
     return compiles, link
 
 
-def west_build_command(app_dir: Path, build_dir: Path, board: str, *, west: str = "west",
-                       runtime: Path | None = None) -> tuple[str, ...]:
-    """The ``west build`` line for one app: the runtime is passed as an extra Zephyr module."""
-    runtime = Path(runtime or default_runtime_dir()).resolve()
-    return (west, "build", "-p", "auto", "-b", board, "-d", str(Path(build_dir).resolve()),
-            str(Path(app_dir).resolve()), "--", f"-DZEPHYR_EXTRA_MODULES={runtime}")
+def west_build_command(app_dir: Path, build_dir: Path, board: str, *,
+                       west: str | Sequence[str] = "west", runtime: Path | None = None,
+                       sysbuild: bool = False) -> tuple[str, ...]:
+    """The ``west build`` line for one app (:func:`generator.firmware.zephyr.west_build_command`:
+    ``--no-sysbuild``, the runtime as an extra Zephyr module)."""
+    return zephyr.west_build_command(app_dir, build_dir, board, west=west,
+                                     runtime=Path(runtime or default_runtime_dir()),
+                                     sysbuild=sysbuild)
 
 
 # --- running commands ------------------------------------------------------------------------
@@ -331,8 +342,11 @@ def resolve_backend(requested: str, board: str, *, env: Mapping[str, str] | None
 
 def build_app(app_dir: Path, build_dir: Path, backend: str, *, jobs: int | None = None,
               limits: Limits | None = None, runtime: Path | None = None,
-              env: Mapping[str, str] | None = None) -> BuildResult:
+              env: Mapping[str, str] | None = None,
+              west_cmd: str | Sequence[str] | None = None) -> BuildResult:
     """Build one PE app into ``build_dir`` and return its image, sizes and command lines.
+
+    ``west_cmd``: the west command line for the west backend (default: west on PATH).
 
     ``limits`` defaults to the board's known flash/RAM (qemu_cortex_m3: 256 KiB / 64 KiB);
     exceeding them raises DoesNotFitError. The host backend has no limits.
@@ -343,7 +357,7 @@ def build_app(app_dir: Path, build_dir: Path, backend: str, *, jobs: int | None 
     backend = resolve_backend(backend, spec.board, env=env)
     build_dir.mkdir(parents=True, exist_ok=True)
     if backend == "west":
-        result = _build_west(app_dir, build_dir, spec, runtime, env)
+        result = _build_west(app_dir, build_dir, spec, runtime, env, west_cmd)
     elif backend == "baremetal":
         result = _build_baremetal(app_dir, build_dir, spec, runtime, jobs, env)
     else:
@@ -372,7 +386,7 @@ def _build_baremetal(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Pat
                                   cflags=(*ARM_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=ARM_LDFLAGS, output=elf,
                                   defines=(f"-DPEMESH_PORT_{port.upper()}=1",
-                                           *(f"-D{d}" for d in spec.defines)))
+                                           *spec_defines(spec)))
     _compile_and_link(compiles, link, jobs, cwd=app_dir)
     objcopy = (str(tools.objcopy), "-O", "binary", str(elf), str(binf))
     _run(objcopy, what="objcopy")
@@ -388,8 +402,7 @@ def _build_host(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
     compiles, link = gcc_commands(sources, build_dir, cc=str(cc),
                                   cflags=(*HOST_CFLAGS, *reproducible_flags(app_dir)),
                                   ldflags=HOST_LDFLAGS, output=exe,
-                                  defines=("-DPEMESH_PORT_HOST=1",
-                                           *(f"-D{d}" for d in spec.defines)))
+                                  defines=("-DPEMESH_PORT_HOST=1", *spec_defines(spec)))
     _compile_and_link(compiles, link, jobs, cwd=app_dir)
     return BuildResult("host", app_dir, exe, None, elf_sizes(exe), (*compiles, link), spec.board)
 
@@ -403,27 +416,58 @@ def _compile_and_link(compiles: list[tuple[str, ...]], link: tuple[str, ...],
 
 
 def _build_west(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | None,
-                env: Mapping[str, str] | None) -> BuildResult:
+                env: Mapping[str, str] | None,
+                west_cmd: str | Sequence[str] | None = None) -> BuildResult:
+    """West in a west workspace; CMake + Ninja for a bare ZEPHYR_BASE (generator.firmware.zephyr)."""
     ws = find_zephyr_workspace(env=env)
     if ws is None:
         raise ToolchainError(
             "no Zephyr workspace found (ZEPHYR_BASE unset or not a Zephyr tree, and "
             "'west topdir' found none): cannot run west build",
             hint="set ZEPHYR_BASE to a Zephyr tree, or use --backend baremetal or host")
-    west = find_west(env=env)
-    cmd = west_build_command(app_dir, build_dir, spec.board, west=str(west), runtime=runtime)
     run_env = dict(env if env is not None else os.environ)
     run_env.setdefault("ZEPHYR_BASE", str(ws.zephyr_base))
-    log.debug("run: %s", shlex.join(cmd))
-    proc = subprocess.run(list(cmd), env=run_env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-        raise BuildError(f"west build of {spec.pe_name} failed (exit {proc.returncode}):\n{tail}",
-                         hint=f"rerun by hand: {shlex.join(cmd)}")
-    elf = build_dir / "zephyr" / "zephyr.elf"
-    binf = build_dir / "zephyr" / "zephyr.bin"
+    topdir = ws.topdir or zephyr.west_topdir_of(ws.zephyr_base)
+    if west_cmd:
+        west: str | Sequence[str] = west_cmd
+    else:  # west is only run in a workspace; a bare ZEPHYR_BASE needs none
+        west = (str(find_west(env=env)),) if topdir else ("west",)
+    plan = zephyr.zephyr_build_plan(app_dir, build_dir, spec.board, zephyr_base=ws.zephyr_base,
+                                    topdir=topdir,
+                                    runtime=Path(runtime or default_runtime_dir()),
+                                    west=west, env=run_env)
+    if plan.how == "cmake":
+        missing = [t for t in ("cmake", "ninja") if shutil.which(t, path=run_env.get("PATH"))
+                   is None]
+        if missing:
+            raise ToolchainError(
+                f"ZEPHYR_BASE={ws.zephyr_base} is a bare Zephyr clone (no west workspace "
+                f"around it) and {', '.join(missing)} is missing to build it with CMake",
+                hint="install cmake and ninja-build, or make a west workspace "
+                     "('west init -l zephyr && west update'), or use --backend baremetal")
+        log.info("ZEPHYR_BASE %s has no west workspace: building with cmake + ninja",
+                 ws.zephyr_base)
+    for cmd in plan.commands:
+        log.debug("run: %s", shlex.join(cmd))
+        try:
+            proc = subprocess.run(list(cmd), env=run_env, capture_output=True, text=True,
+                                  check=False, cwd=str(plan.cwd) if plan.cwd else None)
+        except OSError as err:
+            raise ToolchainError(f"cannot run {cmd[0]}: {err}",
+                                 hint="check west_cmd / PATH") from None
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
+            raise BuildError(f"{plan.how} build of {spec.pe_name} failed (exit "
+                             f"{proc.returncode}):\n{tail}",
+                             hint=f"rerun by hand: {shlex.join(cmd)}")
+    elf = plan.elf
     if not elf.is_file():
-        raise BuildError(f"west build succeeded but {elf} is missing",
-                         hint="check the app's CMakeLists.txt")
+        sysbuild_elf = zephyr.zephyr_elf(build_dir, app_dir, sysbuild=True)
+        if sysbuild_elf.is_file():
+            elf = sysbuild_elf  # a sysbuild that ignored --no-sysbuild (an old west)
+        else:
+            raise BuildError(f"{plan.how} build succeeded but {elf} is missing",
+                             hint="check the app's CMakeLists.txt")
+    binf = elf.with_suffix(".bin")
     return BuildResult("west", app_dir, elf, binf if binf.is_file() else None, elf_sizes(elf),
-                       (cmd,), spec.board)
+                       plan.commands, spec.board)

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Sequence
 
 import functools
 
@@ -22,7 +22,7 @@ from generator.errors import UsageError
 from generator.wire import (HOST_ID, MAX_PAYLOAD, MAX_ROUTES, PE_CONFIG_SIZE, ROLE_VALUES,
                         ROUTE_OUTPUT, ROUTE_SIZE, ROUTE_SOURCE, PeConfig, pack_pe_config)
 from generator.paths import templates_dir
-from generator.types import AppSpec, Route, TensorSpec
+from generator.types import HOST_PROTOCOLS, AppSpec, Route, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,66 @@ MAX_TENSORS = 30
 _APP_FILES = (
     ("CMakeLists.txt.j2", "CMakeLists.txt"),
     ("prj.conf.j2", "prj.conf"),
+    ("sample.yaml.j2", "sample.yaml"),
     ("src/main.c.j2", "src/main.c"),
     ("src/pe_config.c.j2", "src/pe_config.c"),
     ("src/pe_model.c.j2", "src/pe_model.c"),
 )
 
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: numpy dtype → enum pemesh_eembc_dtype (zephyr_app/include/pemesh/eembc.h)
+_EEMBC_DTYPES = {"float32": "PEMESH_EEMBC_F32", "int8": "PEMESH_EEMBC_I8",
+                 "uint8": "PEMESH_EEMBC_U8", "int16": "PEMESH_EEMBC_I16",
+                 "int32": "PEMESH_EEMBC_I32"}
+#: TENSOR stream bit of a model result sent to the EEMBC entry PE (PEMESH_EEMBC_RESULT_STREAM)
+EEMBC_RESULT_STREAM = 0x8000
+#: the app file the EEMBC protocol needs (rendered only for --host-protocol eembc)
+_EEMBC_FILE = ("src/pe_eembc.c.j2", "src/pe_eembc.c")
+
+
+def host_protocol_specs(pes: Sequence[Any], replicas: Sequence[Any],
+                        model_outputs: Sequence[TensorSpec],
+                        protocol: str) -> dict[int, dict[str, Any]]:
+    """Per PE id, the AppSpec fields the host protocol sets: ``host_protocol``, ``routes`` and
+    ``eembc_results`` (docs/CONTRACTS.md §7).
+
+    ``pemesh``: every PE speaks frames, routes as planned. ``eembc``: the entry PE of each
+    replica speaks EEMBC on UART0 and collects the model's outputs — every exit PE's OUTPUT
+    route to the host is redirected to that entry PE, as its result stream
+    ``0x8000 | model output`` — and every other PE keeps frames. ``pes`` have ``id`` and
+    ``routes``; ``replicas`` have ``entry`` and ``exit`` lists of ``(pe, a, b)``. UsageError
+    when a replica's input enters more than one PE (a sharded first layer): one PE must take
+    the "db" bytes.
+    """
+    if protocol not in HOST_PROTOCOLS:
+        raise UsageError(f"unknown host protocol '{protocol}'",
+                         hint=f"use one of {', '.join(HOST_PROTOCOLS)}")
+    out: dict[int, dict[str, Any]] = {p.id: {"host_protocol": "pemesh", "routes": tuple(p.routes)}
+                                      for p in pes}
+    if protocol == "pemesh":
+        return out
+    if len(pes) == 1:
+        out[pes[0].id]["host_protocol"] = "eembc"
+        return out
+    for rep in replicas:
+        entries = sorted({int(e[0]) for e in rep.entry})
+        if len(entries) != 1:
+            raise UsageError(
+                f"--host-protocol eembc: the model's input goes to {len(entries)} PEs "
+                f"(replica {getattr(rep, 'index', 0)}: PEs {entries}); the EEMBC protocol needs "
+                "one entry PE that takes the 'db' bytes",
+                hint="the first layer was sharded: use a mesh of bigger PEs, or the pemesh "
+                     "protocol ('pemesh run', 'pemesh serve' + HostLink)")
+        entry = entries[0]
+        out[entry]["host_protocol"] = "eembc"
+        out[entry]["eembc_results"] = tuple(model_outputs)
+        for pe_id in sorted({int(x[0]) for x in rep.exit} - {entry}):
+            out[pe_id]["routes"] = tuple(
+                Route(r.kind, r.a, entry, EEMBC_RESULT_STREAM | r.b)
+                if r.kind == Route.OUTPUT and r.pe == HOST_ID else r
+                for r in out[pe_id]["routes"])
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,6 +129,16 @@ def _validate(spec: AppSpec) -> None:
     if not _C_IDENT.match(spec.stage):
         raise UsageError(f"stage name '{spec.stage}' is not a C identifier",
                          hint="stage names become tvmgen_<stage>_run; use letters, digits, _")
+    if spec.host_protocol not in HOST_PROTOCOLS:
+        raise UsageError(f"PE '{spec.pe_name}': unknown host protocol '{spec.host_protocol}'",
+                         hint=f"use one of {', '.join(HOST_PROTOCOLS)}")
+    if spec.host_protocol == "eembc":
+        bad = [t.name for t in (spec.eembc_results or spec.outputs)
+               if t.dtype not in _EEMBC_DTYPES]
+        if bad:
+            raise UsageError(f"stage '{spec.stage}': outputs {bad} have a dtype the EEMBC "
+                             "protocol cannot print",
+                             hint=f"m-results-[...] prints {', '.join(_EEMBC_DTYPES)} outputs")
     if spec.role not in ROLE_VALUES:
         raise UsageError(f"PE '{spec.pe_name}': unknown role '{spec.role}'",
                          hint=f"known roles: {', '.join(sorted(ROLE_VALUES))}")
@@ -166,6 +230,13 @@ def app_context(spec: AppSpec) -> dict[str, Any]:
         "main_stack_size": spec.main_stack_size, "workspace_size": spec.workspace_size,
         "max_payload": MAX_PAYLOAD,
         "defines": list(spec.defines),
+        "host_protocol": spec.host_protocol,
+        "eembc_name": _comment_safe(spec.model_name or spec.stage).replace("]", ")"),
+        "eembc_mesh": bool(spec.eembc_results),
+        "eembc_outputs": [{"dtype": _EEMBC_DTYPES.get(t.dtype, "PEMESH_EEMBC_F32"),
+                           "count": t.num_elements, "size": t.nbytes,
+                           "name": _comment_safe(t.name)}
+                          for t in (spec.eembc_results or spec.outputs)],
         "inputs": [_tensor_context(t, spec.stage, "in") for t in spec.inputs],
         "outputs": [_tensor_context(t, spec.stage, "out") for t in spec.outputs],
     }
@@ -182,13 +253,18 @@ def render_pe_app(spec: AppSpec, app_dir: Path) -> None:
     """Write the Zephyr application of one PE into ``app_dir`` (created if needed).
 
     Files: CMakeLists.txt, prj.conf, boards/<board>.conf (when pemesh has settings for the
-    board), src/main.c, src/pe_config.c, src/pe_model.c and pemesh_app.json. Output is
+    board), sample.yaml (Twister), src/main.c, src/pe_config.c, src/pe_model.c, src/pe_eembc.c
+    (host protocol eembc only) and pemesh_app.json. Output is
     deterministic: the same spec gives the same bytes.
     """
     app_dir = Path(app_dir)
     ctx = app_context(spec)
     env = _environment()
     files = list(_APP_FILES)
+    if spec.host_protocol == "eembc":
+        files.append(_EEMBC_FILE)
+    elif (app_dir / _EEMBC_FILE[1]).exists():
+        (app_dir / _EEMBC_FILE[1]).unlink()  # re-rendered for the pemesh protocol
     board_template = f"boards/{spec.board}.conf.j2"
     if (templates_dir() / "pe_app" / board_template).is_file():
         files.append((board_template, f"boards/{spec.board}.conf"))

@@ -394,7 +394,9 @@ def ping_all(links: Sequence[MeshPeLink], timeout: float) -> dict[int, PongInfo]
             if now >= deadline:
                 missing = [link.pe_id for link in links if link.pe_id not in pongs]
                 raise RunError(f"PE(s) {missing} did not answer PING within {timeout:g} s",
-                               hint="check that the PEs started (see their logs)")
+                               hint="check that the PEs started (see their logs); a PE "
+                                    "compiled with --host-protocol eembc speaks text, not "
+                                    "frames: talk to it through 'pemesh serve'")
             if now >= next_ping:
                 for link in links:
                     if link.pe_id not in pongs:

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Mapping
 
 from generator.errors import RunError, UsageError
 from generator.project_api.protocol import (JSONRPCError, ProjectOption, TransportTimeouts, b85decode, b85encode,
-                       check_option_value, validate_reply)
+                       check_option_value, coerce_option_value, validate_reply)
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,9 @@ def server_command(project_dir: pathlib.Path) -> list[str]:
             f"no Project API server in {project_dir}: {SERVER_PYTHON_FILENAME} is missing",
             hint="pass a template project (pemesh's templates/project_api) or a generated project")
     if launcher.is_file():
-        return [str(launcher), str(script)]
+        # a wheel may drop the executable bit: run the script through sh then
+        shell = [] if os.access(launcher, os.X_OK) else ["/bin/sh"]
+        return [*shell, str(launcher), str(script)]
     return [sys.executable, str(script)]
 
 
@@ -242,6 +244,8 @@ def launch_server(project_dir: str | os.PathLike, *, debug: bool = False,
     # the template imports pemesh's protocol package: make it importable even without install
     pkg_root = str(pathlib.Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+    # a launch_microtvm_api_server.sh runs the server with this Python unless told otherwise
+    env.setdefault("PEMESH_PYTHON", sys.executable)
     log.debug("launching Project API server: %s", shlex.join(args))
     try:
         proc = subprocess.Popen(args, cwd=project_dir, pass_fds=(server_read, server_write),
@@ -271,6 +275,7 @@ def fill_options(declared: list[ProjectOption], given: Mapping[str, Any] | None)
         value = given.get(name, option.default)
         if value is not None:
             try:
+                value = coerce_option_value(option, value)
                 check_option_value(option, value)
             except ValueError as exc:
                 raise UsageError(str(exc), hint=f"{name}: {option.help}") from None

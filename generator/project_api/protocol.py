@@ -176,6 +176,31 @@ class ProjectOption:
                    optional=tup(d.get("optional")))
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def coerce_option_value(option: ProjectOption, value: Any) -> Any:
+    """``value`` in the option's declared type: tvmc and the microTVM API pass every value as a
+    string (``"verbose": "true"``, ``"config_main_stack_size": "4096"``), so a str converts to a
+    bool (true/false/yes/no/on/off/1/0, any case) or an int (decimal, 0x…); other values are
+    returned unchanged (:func:`check_option_value` judges them). ValueError when a string does
+    not convert, naming the option and what it takes."""
+    if not isinstance(value, str) or option.type == "str":
+        return value
+    text = value.strip()
+    if option.type == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"option {option.name}: {value!r} is not a bool (use true or false)")
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"option {option.name}: {value!r} is not an int") from None
+
+
 def check_option_value(option: ProjectOption, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` (not None) fits the option's type and choices."""
     want = OPTION_TYPES[option.type]

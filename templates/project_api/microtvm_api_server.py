@@ -30,7 +30,7 @@ try:
     from generator.project_api.protocol import (IoTimeoutError, ProjectOption, ServerError,
                                                 ServerInfo, TransportClosedError,
                                                 TransportTimeouts, UnsupportedTVMVersionError,
-                                                check_option_value)
+                                                check_option_value, coerce_option_value)
     from generator.project_api.server import ProjectAPIHandler, main
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     sys.stderr.write(
@@ -46,17 +46,31 @@ MODEL_TAR = "model.tar"
 MODEL_DIR = "model"
 BUILD_DIR = "build"
 BUILD_RECORD = "microtvm_build.json"
+#: the options generate_project was given, kept for every later call (build, flash, …)
+OPTIONS_RECORD = "microtvm_options.json"
+LAUNCHER = "launch_microtvm_api_server.sh"
 PLATFORM_NAME = "pemesh"
 #: the oldest TVM with the Project API (protocol 1)
 MIN_TVM_VERSION = (0, 8)
 
 _ALL = ("generate_project", "build", "flash", "open_transport")
 
+#: project_type → the PE's host protocol (None: refused, see _HOST_DRIVEN)
+PROJECT_TYPES = ("pe_app", "aot_standalone_demo", "mlperftiny", "host_driven")
+_HOST_PROTOCOL = {"pe_app": "pemesh", "aot_standalone_demo": "pemesh", "mlperftiny": "eembc"}
+_HOST_DRIVEN = ("project_type host_driven needs TVM's RPC server and C runtime (CRT) on the "
+                "device, and a pemesh PE has neither (TVM >= 0.19 has no CRT at all): use "
+                "project_type=aot_standalone_demo (or pe_app) and run inferences with 'pemesh "
+                "micro run' / generator.project_api.inference.run_inference, or "
+                "project_type=mlperftiny for the MLPerf Tiny runner")
+
 PROJECT_OPTIONS: tuple[ProjectOption, ...] = (
-    ProjectOption("project_type", "str", default="pe_app", choices=("pe_app",),
+    ProjectOption("project_type", "str", default="pe_app", choices=PROJECT_TYPES,
                   required=("generate_project",),
-                  help="Kind of project: 'pe_app' = one pemesh PE app speaking the host-link "
-                       "frame protocol on UART0."),
+                  help="Kind of project: 'pe_app' or 'aot_standalone_demo' = one pemesh PE "
+                       "app speaking pemesh's host-link frames on UART0; 'mlperftiny' = the "
+                       "same app speaking the EEMBC / MLPerf Tiny DUT protocol (the MLPerf Tiny "
+                       "runner drives it); 'host_driven' is refused (no TVM RPC/CRT on a PE)."),
     ProjectOption("board", "str", default="qemu_cortex_m3", required=("generate_project",),
                   help="Zephyr board of the PE (qemu_cortex_m3 runs on QEMU without Zephyr)."),
     ProjectOption("build_backend", "str", default="auto",
@@ -65,7 +79,8 @@ PROJECT_OPTIONS: tuple[ProjectOption, ...] = (
                   help="auto: west when a Zephyr workspace is found, else baremetal for QEMU "
                        "boards; host builds the PE as a Linux process."),
     ProjectOption("west_cmd", "str", default="west", optional=("build", "flash"),
-                  help="The west command (a name on PATH or a path)."),
+                  help="The west command line, split like a shell ('west', "
+                       "'python3 -m west', a path)."),
     ProjectOption("zephyr_base", "str", default=os.environ.get("ZEPHYR_BASE"),
                   optional=("build", "flash"),
                   help="Path to the zephyr tree (default: $ZEPHYR_BASE)."),
@@ -82,7 +97,17 @@ PROJECT_OPTIONS: tuple[ProjectOption, ...] = (
                   help="A tar unpacked into the project after it is generated."),
     ProjectOption("compile_definitions", "str", default=None, optional=("generate_project",),
                   help="extra C definitions for every source of the project, NAME or "
-                       "NAME=VALUE separated by commas or spaces (-D optional)"),
+                       "NAME=VALUE separated by commas or spaces (-D optional), or a list of "
+                       "them as upstream's examples pass"),
+    ProjectOption("cmsis_path", "str", default=None, optional=("generate_project", "build"),
+                  help="Path to CMSIS: accepted for tvmc compatibility and ignored (pemesh's "
+                       "kernels are TVM-generated C and the pemesh_accel_* wrappers)."),
+    ProjectOption("arm_fvp_path", "str", default=None, optional=("build", "open_transport"),
+                  help="Path to Arm's FVP: accepted for tvmc compatibility and ignored "
+                       "(qemu_cortex_m3 runs on QEMU)."),
+    ProjectOption("use_fvp", "bool", default=False, optional=_ALL,
+                  help="Run on Arm's FVP: accepted for tvmc compatibility; pemesh boards run on "
+                       "QEMU, so true is refused."),
     ProjectOption("gdbserver_port", "int", default=None, optional=("open_transport",),
                   help="QEMU boards: serve QEMU's gdb stub on this localhost TCP port while the "
                        "transport is open (target remote :PORT)"),
@@ -182,6 +207,58 @@ def _header_order(model_dir: Path, name: str, kind: str, specs: tuple, warnings:
     return tuple(by_c[f] for f in fields)
 
 
+def _west_argv(west_cmd: str) -> tuple[str, ...]:
+    """The west_cmd option as argv (a command line, split like a shell, as upstream does)."""
+    from generator.firmware.zephyr import west_argv
+
+    try:
+        return west_argv(west_cmd)
+    except ValueError as exc:
+        raise ServerError(f"west_cmd {west_cmd!r}: {exc}") from None
+
+
+def _check_board(board: str) -> str:
+    """The Zephyr board for ``board``: a PE kind's Zephyr board (or a PE kind's name, which
+    stands for its board). ServerError naming the boards pemesh has PE kinds for otherwise."""
+    from generator.boards.catalog import list_boards
+
+    kinds = list_boards().pe_kinds
+    boards = sorted({k.zephyr_board for k in kinds if k.zephyr_board})
+    if board in boards:
+        return board
+    for kind in kinds:
+        if kind.name == board and kind.zephyr_board:
+            return kind.zephyr_board
+    raise ServerError(f"generate_project: board {board!r} is not a pemesh PE kind's board; "
+                      f"known: {', '.join(boards)} (PE kinds: "
+                      f"{', '.join(k.name for k in kinds)}). Add boards/pe/<kind>.yaml for a new "
+                      "board")
+
+
+def write_launcher(path: Path) -> None:
+    """``launch_microtvm_api_server.sh``: runs the project's server with the Python (and the
+    pemesh checkout on PYTHONPATH) that generated it, so a client in another Python — TVM
+    0.18's client runs ``launch_microtvm_api_server.sh microtvm_api_server.py --read-fd R
+    --write-fd W`` when the script exists — still reaches a server that can import pemesh.
+    ``PEMESH_PYTHON`` overrides the interpreter."""
+    import shlex
+
+    import generator
+
+    root = Path(generator.__file__).resolve().parent.parent
+    path.write_text(
+        "#!/bin/sh\n"
+        "# generated by pemesh — do not edit\n"
+        "# Starts microtvm_api_server.py with the Python that has pemesh: the Project API\n"
+        "# client runs: launch_microtvm_api_server.sh microtvm_api_server.py --read-fd R "
+        "--write-fd W\n"
+        f"PEMESH_PYTHON=\"${{PEMESH_PYTHON:-{shlex.quote(sys.executable)}}}\"\n"
+        f"PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+        "export PYTHONPATH\n"
+        'exec "$PEMESH_PYTHON" "$@"\n', encoding="utf-8")
+    path.chmod(0o755)
+
+
 class PemeshProjectHandler(ProjectAPIHandler):
     """Serves the project (or template) in ``project_dir`` (default: this script's folder)."""
 
@@ -195,18 +272,37 @@ class PemeshProjectHandler(ProjectAPIHandler):
     def is_template(self) -> bool:
         return not (self.project_dir / MODEL_TAR).is_file()
 
+    def _stored_options(self) -> dict[str, Any]:
+        """What generate_project was given (empty in a template or an older project)."""
+        try:
+            return json.loads((self.project_dir / OPTIONS_RECORD).read_text())
+        except (OSError, ValueError):
+            return {}
+
     def _options(self, method: str, given: dict[str, Any]) -> dict[str, Any]:
-        """Defaults filled in, types checked, required ones present (an old client may send few)."""
+        """Defaults filled in, values converted to their declared types (tvmc passes strings),
+        required ones present (an old client may send few).
+
+        A generated project keeps the options generate_project was given: a later call's value
+        wins unless it equals the option's default (clients such as pemesh's fill every option
+        with its default), so ``create-project -x build_backend=west`` builds with west.
+        """
         by_name = {o.name: o for o in PROJECT_OPTIONS}
         unknown = sorted(set(given) - set(by_name))
         if unknown:
             raise ServerError(f"{method}: unknown option(s) {', '.join(unknown)}; "
                               f"known: {', '.join(sorted(by_name))}")
+        stored = {} if self.is_template else self._stored_options()
         out = {}
         for name, opt in by_name.items():
             value = given.get(name, opt.default)
+            if name in stored and (name not in given or value == opt.default):
+                value = stored[name]
+            if name == "compile_definitions" and isinstance(value, (list, tuple)):
+                value = " ".join(str(v) for v in value)
             if value is not None:
                 try:
+                    value = coerce_option_value(opt, value)
                     check_option_value(opt, value)
                 except ValueError as exc:
                     raise ServerError(f"{method}: {exc}") from None
@@ -216,7 +312,19 @@ class PemeshProjectHandler(ProjectAPIHandler):
         if out["verbose"]:
             logging.getLogger("generator").setLevel(logging.DEBUG)
             log.setLevel(logging.DEBUG)
+        self._notes(method, out)
         return out
+
+    @staticmethod
+    def _notes(method: str, opts: dict[str, Any]) -> None:
+        """Options accepted for compatibility that pemesh does not use."""
+        if opts["use_fvp"]:
+            raise ServerError(f"{method}: use_fvp=true: pemesh runs its boards on QEMU, not on "
+                              "Arm's FVP; leave use_fvp false (qemu_cortex_m3 needs no FVP)")
+        for name in ("cmsis_path", "arm_fvp_path"):
+            if opts[name]:
+                log.info("%s: option %s=%s is ignored (%s)", method, name, opts[name],
+                         "pemesh needs no CMSIS" if name == "cmsis_path" else "no FVP is used")
 
     def _build_result(self, method: str):
         from generator.firmware.build import BuildResult
@@ -242,6 +350,9 @@ class PemeshProjectHandler(ProjectAPIHandler):
     def generate_project(self, model_library_format_path: Path, standalone_crt_dir: Path | None,
                          project_dir: Path, options: dict) -> None:
         opts = self._options("generate_project", options)
+        if opts["project_type"] == "host_driven":
+            raise ServerError(f"generate_project: {_HOST_DRIVEN}")
+        opts["board"] = _check_board(opts["board"])
         project_dir = project_dir.resolve()
         if project_dir.exists():
             raise ServerError(f"generate_project: {project_dir} already exists; "
@@ -283,15 +394,17 @@ class PemeshProjectHandler(ProjectAPIHandler):
         spec = AppSpec(pe_name=project_dir.name, pe_id=0, board=opts["board"], stage=io["name"],
                        inputs=io["inputs"], outputs=io["outputs"], workspace_size=workspace,
                        model_dir=MODEL_DIR, main_stack_size=opts["config_main_stack_size"],
-                       defines=defines)
+                       defines=defines, host_protocol=_HOST_PROTOCOL[opts["project_type"]],
+                       model_name=io["name"])
         render_pe_app(spec, project_dir)
         if opts["extra_files_tar"]:
             with tarfile.open(opts["extra_files_tar"]) as tar:
                 tar.extractall(project_dir, filter="data")
         shutil.copy2(Path(__file__).resolve(), project_dir / "microtvm_api_server.py")
-        launcher = SERVER_DIR / "launch_microtvm_api_server.sh"
-        if launcher.is_file():
-            shutil.copy2(launcher, project_dir / launcher.name)
+        write_launcher(project_dir / LAUNCHER)
+        kept = {k: v for k, v in opts.items() if v is not None}
+        (project_dir / OPTIONS_RECORD).write_text(json.dumps(kept, indent=2, sort_keys=True)
+                                                  + "\n")
 
     def build(self, options: dict) -> None:
         from generator.firmware.build import build_app
@@ -300,7 +413,7 @@ class PemeshProjectHandler(ProjectAPIHandler):
         if self.is_template:
             raise ServerError("build: this is the template; call generate_project first")
         result = build_app(self.project_dir, self.project_dir / BUILD_DIR, opts["build_backend"],
-                           env=self._env(opts))
+                           env=self._env(opts), west_cmd=_west_argv(opts["west_cmd"]))
         record = self.project_dir / BUILD_DIR / BUILD_RECORD
         record.write_text(json.dumps(result.to_json(self.project_dir), indent=2,
                                      sort_keys=True) + "\n")
@@ -310,9 +423,6 @@ class PemeshProjectHandler(ProjectAPIHandler):
         env = dict(os.environ)
         if opts["zephyr_base"]:
             env["ZEPHYR_BASE"] = opts["zephyr_base"]
-        west = Path(opts["west_cmd"])
-        if west.parent != Path("."):
-            env["PATH"] = os.pathsep.join([str(west.parent.resolve()), env.get("PATH", "")])
         return env
 
     def flash(self, options: dict) -> None:
@@ -328,7 +438,7 @@ class PemeshProjectHandler(ProjectAPIHandler):
         if result.board in QEMU_BOARD_PORTS or result.board.startswith("qemu_"):
             find_qemu()     # raises with the apt line if QEMU is missing
             return
-        cmd = [opts["west_cmd"], "flash", "-d", str(self.project_dir / BUILD_DIR)]
+        cmd = [*_west_argv(opts["west_cmd"]), "flash", "-d", str(self.project_dir / BUILD_DIR)]
         if opts["serial_number"]:
             cmd += ["--dev-id", opts["serial_number"]]
         log.info("flash: %s", " ".join(cmd))

@@ -105,7 +105,7 @@ def test_west_without_workspace_refuses(tmp_path, monkeypatch):
 def test_west_command(tmp_path):
     cmd = west_build_command(APP, tmp_path / "b", "qemu_cortex_m3", west="west")
     assert cmd == ("west", "build", "-p", "auto", "-b", "qemu_cortex_m3", "-d",
-                   str((tmp_path / "b").resolve()), str(APP.resolve()), "--",
+                   str((tmp_path / "b").resolve()), "--no-sysbuild", str(APP.resolve()), "--",
                    f"-DZEPHYR_EXTRA_MODULES={runtime_dir().resolve()}")
 
 

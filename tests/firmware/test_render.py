@@ -18,7 +18,7 @@ from generator.types import AppSpec, Route, TensorSpec
 
 FIXTURES = paths.FIXTURES
 RUNTIME = paths.RUNTIME
-FILES = ["CMakeLists.txt", "prj.conf", "boards/qemu_cortex_m3.conf", "src/main.c",
+FILES = ["CMakeLists.txt", "prj.conf", "sample.yaml", "boards/qemu_cortex_m3.conf", "src/main.c",
          "src/pe_config.c", "src/pe_model.c", "pemesh_app.json"]
 
 

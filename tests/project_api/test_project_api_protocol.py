@@ -300,8 +300,13 @@ def test_fill_options():
     assert opts == {"board": "x", "verbose": False, "stack": 2048, "mode": "b"}
     with pytest.raises(UsageError, match="unknown project option"):
         fill_options(list(OPTIONS), {"bored": "x"})
-    with pytest.raises(UsageError, match="want int"):
+    # tvmc-style strings convert to the declared type; ones that do not convert are refused
+    assert fill_options(list(OPTIONS), {"stack": "4096", "verbose": "true"})["stack"] == 4096
+    assert fill_options(list(OPTIONS), {"verbose": "False"})["verbose"] is False
+    with pytest.raises(UsageError, match="'big' is not an int"):
         fill_options(list(OPTIONS), {"stack": "big"})
+    with pytest.raises(UsageError, match="'maybe' is not a bool"):
+        fill_options(list(OPTIONS), {"verbose": "maybe"})
     with pytest.raises(UsageError, match="want int"):
         fill_options(list(OPTIONS), {"stack": True})
     with pytest.raises(UsageError, match="not one of"):

@@ -62,7 +62,7 @@ def test_template_refuses(template, tmp_path):
         client.generate_project(str(tmp_path / "none.tar"), None, str(tmp_path / "p"), {})
     with pytest.raises(ServerError, match="unknown option"):
         client.build({"bored": 1})
-    with pytest.raises(ServerError, match="want int"):
+    with pytest.raises(ServerError, match="'big' is not an int"):
         client.generate_project(str(tmp_path / "m.tar"), None, str(tmp_path / "p"),
                                 {"config_main_stack_size": "big"})
     with pytest.raises(ServerError, match="template"):

@@ -62,6 +62,11 @@ static void pemesh_pe_write(struct pemesh_pe *pe, uint8_t link, const struct pem
 	if (n < 0) {
 		return; /* cannot happen for the frames built here */
 	}
+#if PEMESH_HOST_EEMBC
+	if (link == PEMESH_LINK_HOST) {
+		return; /* link 0 speaks EEMBC text: frames for the host are not sent */
+	}
+#endif
 	if (pemesh_link_write(link, pe->tx, (size_t)n) == 0) {
 		pe->tx_frames++;
 	}
@@ -437,6 +442,12 @@ void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data
 	if (link >= PEMESH_PE_RX_LINKS) {
 		return;
 	}
+#if PEMESH_HOST_EEMBC
+	if (link == PEMESH_LINK_HOST) {
+		pemesh_eembc_feed(pe, data, len); /* link 0 speaks text, not frames */
+		return;
+	}
+#endif
 	rx = &pe->rx[link];
 	if (len > 0u && pe->byte_timeout != 0u) {
 		pe->rx_at[link] = pemesh_cycles();
@@ -471,6 +482,9 @@ int pemesh_pe_main(void)
 	}
 	/* a failed init is reported to the host (PONG without tensors, ERROR on TENSOR) */
 	(void)pemesh_pe_init(pe);
+#if PEMESH_HOST_EEMBC
+	pemesh_eembc_start(pe);
+#endif
 	for (;;) {
 		uint8_t links = pemesh_pe_is_stage(pe) ? PEMESH_PE_RX_LINKS : 1u;
 		size_t total = 0u;

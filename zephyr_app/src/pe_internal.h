@@ -83,4 +83,25 @@ uint32_t pemesh_pe_waiting(const struct pemesh_pe *pe);
 /** @brief Handle one good frame that arrived on @p link of a STAGE PE. */
 void pemesh_pe_frame_stage(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f);
 
+/** @brief EEMBC entry PE of a mesh: mark every input complete (the "db" bytes are in
+ * place) and run the stage if its outputs are free. */
+void pemesh_pe_stage_start(struct pemesh_pe *pe);
+
+/* --- eembc.c: the EEMBC host protocol on a mesh's entry PE (docs/CONTRACTS.md §7) -------- */
+
+/** @brief Store (and ACK on @p link) a chunk of a model result sent by an exit PE. */
+void pemesh_eembc_result(struct pemesh_pe *pe, uint8_t link, const struct pemesh_frame *f);
+
+/**
+ * @brief One inference through the mesh (eembc_mesh.c): run this stage, wait for every
+ * result, give the exit PEs their credits back.
+ * @retval 0 every result arrived.
+ * @retval -ETIMEDOUT not within PEMESH_EEMBC_MESH_TIMEOUT_S.
+ * @retval other this stage's failed run status.
+ */
+int32_t pemesh_eembc_run_mesh(struct pemesh_pe *pe);
+
+/** @brief This PE's output @p out is model output @p index: copy it into the results. */
+void pemesh_eembc_local_result(struct pemesh_pe *pe, uint16_t index, uint16_t out);
+
 #endif /* PEMESH_PE_INTERNAL_H_ */

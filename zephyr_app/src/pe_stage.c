@@ -133,6 +133,14 @@ static int pemesh_pe_flush(struct pemesh_pe *pe)
 		if (rt->pending == 0u || (rt->r.pe != PEMESH_HOST_ID && rt->credits == 0u)) {
 			continue;
 		}
+#if PEMESH_HOST_EEMBC
+		if (rt->r.pe == PEMESH_HOST_ID) {
+			/* the host is this PE's EEMBC side: a model output it holds itself */
+			pemesh_eembc_local_result(pe, rt->r.b, rt->r.a);
+			rt->pending = 0u;
+			continue;
+		}
+#endif
 		peer = pemesh_pe_peer(pe, rt->r.pe, 1); /* made at init: never NULL */
 		if (peer == NULL) {
 			continue;
@@ -222,6 +230,14 @@ static void pemesh_pe_try_run(struct pemesh_pe *pe)
 	pemesh_pe_infer_stage(pe);
 }
 
+void pemesh_pe_stage_start(struct pemesh_pe *pe)
+{
+	for (uint16_t i = 0; i < pemesh_model.n_inputs; i++) {
+		pe->in[i].next_chunk = pe->in[i].nchunks;
+	}
+	pemesh_pe_try_run(pe);
+}
+
 /* Role STAGE: 1 when f->src may send input f->stream: the input's SOURCE route names it, or
  * the input has no SOURCE route (then anyone may; streams that are no input fail later). */
 static int pemesh_pe_source_ok(const struct pemesh_pe *pe, const struct pemesh_frame *f)
@@ -264,6 +280,12 @@ static void pemesh_pe_stage_tensor(struct pemesh_pe *pe, uint8_t link,
 		return;
 	}
 	peer->rx_expect++;
+#if PEMESH_HOST_EEMBC
+	if ((f->stream & PEMESH_EEMBC_RESULT_STREAM) != 0u) {
+		pemesh_eembc_result(pe, link, f); /* a model result for the EEMBC side */
+		return;
+	}
+#endif
 	if (!pemesh_pe_source_ok(pe, f)) {
 		pe->rx_wrong_source++;
 		pemesh_pe_reject(pe, link, f, -EPERM,

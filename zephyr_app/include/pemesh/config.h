@@ -34,6 +34,29 @@
 #ifndef CONFIG_PEMESH_READY_PERIOD_MS
 #define CONFIG_PEMESH_READY_PERIOD_MS 300
 #endif
+#ifndef CONFIG_PEMESH_EEMBC_DECIMALS
+#define CONFIG_PEMESH_EEMBC_DECIMALS 3
+#endif
+
+/** 1 when link 0 speaks the EEMBC / MLPerf Tiny DUT protocol (include/pemesh/eembc.h)
+ * instead of frames: CONFIG_PEMESH_HOST_PROTOCOL_EEMBC (-D...=1 in bare-metal builds). */
+#if defined(CONFIG_PEMESH_HOST_PROTOCOL_EEMBC) && CONFIG_PEMESH_HOST_PROTOCOL_EEMBC
+#define PEMESH_HOST_EEMBC 1
+#else
+#define PEMESH_HOST_EEMBC 0
+#endif
+
+/** pemesh_cycles() per second: the system clock under Zephyr, nanoseconds on the host port,
+ * SysTick ticks (12.5 MHz under QEMU's lm3s6965evb) on the bare-metal port. */
+#ifndef PEMESH_CYCLES_PER_SEC
+#if defined(CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC)
+#define PEMESH_CYCLES_PER_SEC ((uint32_t)CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC)
+#elif defined(PEMESH_PORT_HOST)
+#define PEMESH_CYCLES_PER_SEC 1000000000u
+#else
+#define PEMESH_CYCLES_PER_SEC 12500000u
+#endif
+#endif
 
 /** Largest frame payload in bytes (docs/CONTRACTS.md §1). */
 #define PEMESH_MAX_PAYLOAD ((uint16_t)CONFIG_PEMESH_MAX_PAYLOAD)

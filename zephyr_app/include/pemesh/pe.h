@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include <pemesh/config.h>
+#include <pemesh/eembc.h>
 #include <pemesh/frame.h>
 
 /** Links the PE reads: the host link, plus the mesh link in role STAGE (link 2 is unused). */
@@ -81,6 +82,9 @@ struct pemesh_pe {
 	uint64_t ready_period;                   /**< STAGE: cycles between READY resends */
 	uint64_t byte_timeout;                   /**< cycles without a byte: partial frame dropped */
 	uint64_t rx_at[PEMESH_PE_RX_LINKS];      /**< pemesh_cycles() of each link's last byte */
+#if PEMESH_HOST_EEMBC
+	struct pemesh_eembc eembc;               /**< link 0's EEMBC protocol state */
+#endif
 };
 
 /**
