@@ -325,6 +325,7 @@ class Manifest:
     compile_seconds: float = 0.0
     plan_seconds: float = 0.0
     runtime: str = OutTree.runtime_rel
+    host_protocol: str = "pemesh"           # UART0 of the host-link PEs: frames or "eembc"
     schema_version: int = MANIFEST_VERSION
 
     def stage(self, name: str) -> StageRecord:
@@ -347,7 +348,7 @@ class Manifest:
                 "pes": [p.to_json() for p in self.pes],
                 "replicas": [r.to_json() for r in self.replicas],
                 "reference": self.reference, "compile_seconds": self.compile_seconds,
-                "plan_seconds": self.plan_seconds}
+                "plan_seconds": self.plan_seconds, "host_protocol": self.host_protocol}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Manifest":
@@ -362,6 +363,7 @@ class Manifest:
                    compile_seconds=float(d.get("compile_seconds", 0.0)),
                    plan_seconds=float(d.get("plan_seconds", 0.0)),
                    runtime=d.get("runtime", OutTree.runtime_rel),
+                   host_protocol=d.get("host_protocol", "pemesh"),
                    schema_version=int(d.get("schema_version", MANIFEST_VERSION)))
 
 

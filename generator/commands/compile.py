@@ -137,7 +137,7 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
         stages=tuple(records), pes=tuple(pes),
         replicas=tuple(ReplicaRecord(r.index, r.entry, r.exit) for r in plan.replicas),
         reference=reference, compile_seconds=round(time.perf_counter() - t0, 3),
-        plan_seconds=round(t_plan - t0, 3))
+        plan_seconds=round(t_plan - t0, 3), host_protocol=host_protocol)
     write_manifest(tree.root, manifest)
     return manifest
 

@@ -143,6 +143,11 @@ def run_command(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     tree = OutTree(out)
     manifest = read_manifest(out)
+    if manifest.host_protocol != "pemesh":
+        raise UsageError(f"{out} was compiled with --host-protocol {manifest.host_protocol}: its "
+                         "host link speaks the MLPerf Tiny (EEMBC) text protocol, not pemesh frames",
+                         hint=f"run 'pemesh serve {out}' and drive the printed serial device with "
+                              "the MLPerf Tiny runner, or recompile without --host-protocol")
     plan = load_plan(out, manifest)
     stored = read_reference(out, manifest, "inputs") if not args.input else ()
     items = load_items(args.input, plan.model_inputs, stored)

@@ -176,6 +176,8 @@ def test_serve_host_processes_speak_eembc(tmp_path):
             dut.close()
     np.testing.assert_allclose(got, np.load(out / "reference" / "output_0.npy").reshape(-1),
                                rtol=0, atol=RESULT_TOL)
+    # pemesh run speaks frames: it refuses an EEMBC build at once, saying what to use
+    assert main(["run", str(out), "--platform", "host"]) == 2
 
 
 @pytest.fixture(scope="module")
