@@ -282,8 +282,12 @@ def exact_float_literals(src: str, values: set[float]) -> str:
     return _FLOAT_LITERAL.sub(repl, src)
 
 
-def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, LoweredFunc], str]:
+def lower_prim_funcs(mod, names: list[str], prefix: str,
+                     overrides: dict | None = None) -> tuple[dict[str, LoweredFunc], str]:
     """Schedule, rewrite and C-generate the PrimFuncs ``names`` of ``mod``.
+
+    ``overrides``: already scheduled PrimFuncs by name (``aot.schedules``), used instead of the
+    auto-inline schedule.
 
     Returns the per-function descriptions (keyed by Relax name) and one C source text.
     """
@@ -292,7 +296,7 @@ def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, Lowe
     new_funcs, lowered = {}, {}
     for name in names:
         func = mod[name]
-        scheduled = auto_inline(func)
+        scheduled = overrides[name] if overrides and name in overrides else auto_inline(func)
         macs = _count_macs(scheduled)
         if func.attrs is not None and "pemesh.qop" in func.attrs:  # int8 qop (quantize.py)
             from generator.frontend.quantize import QOp

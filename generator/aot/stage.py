@@ -99,12 +99,15 @@ def prepare_model(mod, name: str) -> PreparedModel:
     """Legalize, fuse and lower every operator of ``mod`` once (the expensive part)."""
     from generator.aot.graph import build_program
     from generator.aot.lower import lower_prim_funcs, relax_pipeline, split_functions
+    from generator.aot.schedules import plan_schedules
 
     t0 = time.perf_counter()
     fused = relax_pipeline(mod)
     prog = build_program(fused)
     used = sorted({s.func for s in prog.steps})
-    funcs, ops_src = lower_prim_funcs(fused, used, f"tvmgen_{name}") if used else ({}, "")
+    overrides = plan_schedules(fused, prog)
+    funcs, ops_src = (lower_prim_funcs(fused, used, f"tvmgen_{name}", overrides) if used
+                      else ({}, ""))
     prelude, func_src = split_functions(ops_src)
     return PreparedModel(name, fused, prog, funcs, prelude, func_src,
                          fused.script(show_meta=False), time.perf_counter() - t0)
