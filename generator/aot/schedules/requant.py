@@ -75,9 +75,9 @@ def half_up_generic_tir(acc: str, o: str) -> str:
 
 def tflm_tir(acc: str, o: str, left: bool) -> str:
     """``MultiplyByQuantizedMultiplier``; ``left``: some exponent is positive (then
-    ``acc << max(e, 0)`` first, as TFLite does)."""
+    ``acc * 2^max(e, 0)`` first, as TFLite does)."""
     e = f'T.Cast("int32", shift[{o}])'
-    a = f"({acc} << T.max({e}, 0))" if left else acc
+    a = f"({acc} * (T.int32(1) << T.max({e}, 0)))" if left else acc   # as TFLite: x * 2^left
     x = (f'T.Cast("int32", (T.Cast("int64", {a}) * T.Cast("int64", mult[{o}]) + '
          f'T.int64(1073741824)) >> T.int64(31))')
     r = f"T.max(0 - {e}, 0)" if left else f"(0 - {e})"
