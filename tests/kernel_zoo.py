@@ -88,7 +88,7 @@ def imported(q: QOp, seed: int = 0):
                          outputs=(TensorSpec("y", q.out_shape, q.out_dtype),))
 
 
-def run_on_qemu(model, board: str, work, *, mesh=None) -> dict:
+def run_on_qemu(model, board: str, work, *, mesh=None, max_pes=None) -> dict:
     """Compile ``model`` for one ``board`` PE (or ``mesh``), build bare-metal, run two
     inferences on QEMU. Returns outputs of the second, SysTick ticks summed over the PEs for
     it, and whether it equals the compile's TVM host reference."""
@@ -101,7 +101,8 @@ def run_on_qemu(model, board: str, work, *, mesh=None) -> dict:
     from generator.mesh.runner import MeshRunner, load_plan
 
     out = Path(work)
-    manifest = compile_model(model, out, mesh or single_pe_mesh(load_pe_kind(board)))
+    manifest = compile_model(model, out, mesh or single_pe_mesh(load_pe_kind(board)),
+                             max_pes=max_pes)
     report = build_mesh_report(out, "baremetal")
     inputs = read_reference(out, manifest, "inputs")
     refs = read_reference(out, manifest, "outputs")
