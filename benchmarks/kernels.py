@@ -10,8 +10,10 @@ figure includes the runtime's fixed per-inference overhead (~112 instructions), 
 0.004 per MAC for every layer here. Every scheduled output is compared bit for bit with the
 unscheduled one on the same input (and both with the TVM host reference).
 
-Whole models (``--models``): the int8 QDQ models of tests/quant_zoo.py, compiled for one PE (or
-the ``qemu16`` mesh when a model does not fit one), instructions summed over the PEs.
+Whole models (``--models``): the int8 QDQ models of tests/quant_zoo.py by name, or paths of
+converter-made full-integer ``.tflite`` files (MLPerf Tiny DS-CNN, ResNet-8), compiled for one PE
+(or the ``qemu16`` mesh of the board's kind when a model does not fit one), instructions summed
+over the PEs.
 
 Usage: .venv/bin/python benchmarks/kernels.py [--boards B,..] [--layers L,..] [--models M,..]
 """
@@ -74,6 +76,12 @@ def layer_figures(kind: str, board: str, work: Path) -> dict:
     return doc
 
 
+def _macs(model) -> int:
+    from generator.aot.stage import prepare_model
+    pm = prepare_model(model.mod, model.name)
+    return sum(f.macs for f in (pm.funcs[s.func] for s in pm.prog.steps))
+
+
 def model_figures(name: str, board: str, work: Path) -> dict:
     from generator.boards.catalog import load_mesh
     from generator.errors import DoesNotFitError
@@ -85,14 +93,22 @@ def model_figures(name: str, board: str, work: Path) -> dict:
     out = {"model": name, "board": board}
     for on in (False, True):
         tag = "scheduled" if on else "unscheduled"
-        model = quantize_model(import_onnx(zoo[name](), name=name))
+        if name.endswith(".tflite"):      # a converter-made full-integer TFLite model
+            from generator.frontend.importers import load_model
+            from generator.frontend.quantize import quantize_if_qdq
+            model = quantize_if_qdq(load_model(name), Path(name))
+            out["model"] = Path(name).stem
+        else:
+            model = quantize_model(import_onnx(zoo[name](), name=name))
+        out["macs"] = _macs(model)
         try:
             r = _with_schedules(on, run_on_qemu, model, board, work / f"{name}_{board}_{int(on)}")
         except DoesNotFitError:
-            mesh = load_mesh("qemu16")
+            mesh = load_mesh("qemu16" if board == "qemu_cortex_m3" else "qemu4_m4f")
             r = _with_schedules(on, run_on_qemu, model, board,
                                 work / f"{name}_{board}_{int(on)}_mesh", mesh=mesh)
         out[f"instructions_{tag}"] = int(_instr(r["ticks"], board))
+        out[f"instr_per_mac_{tag}"] = round(out[f"instructions_{tag}"] / out["macs"], 3)
         out[f"pes_{tag}"] = r["pes"]
         out[f"exact_vs_reference_{tag}"] = r["exact_vs_reference"]
         out[f"outputs_{tag}"] = r["outputs"]
