@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from generator.mesh.launch import ticks_to_instructions  # noqa: E402
-from tests.kernel_zoo import EXTRA, LAYERS, imported, layer, run_on_qemu  # noqa: E402
+from tests.kernel_zoo import (EXTRA, FP32_LAYERS, LAYERS, imported, layer,  # noqa: E402
+                              run_on_qemu)
 
 #: issue 11's table: CMSIS-NN on the same M3 machine, -O2 (instructions per MAC)
 CMSIS_NN_M3 = {"conv3x3": 3.34, "depthwise3x3": 9.23, "pointwise": 3.11, "dense": 3.52}
@@ -55,7 +56,27 @@ def _with_schedules(on: bool, fn, *a, **kw):
             os.environ["PEMESH_SCHEDULES"] = old
 
 
+def fp32_figures(kind: str, board: str, work: Path) -> dict:
+    from tests.kernel_zoo import fp32_layer
+
+    runs = {}
+    for on in (False, True):
+        model, macs = fp32_layer(kind)
+        runs[on] = _with_schedules(on, run_on_qemu, model, board,
+                                   work / f"{kind}_{board}_{int(on)}")
+    return {"layer": kind, "board": board, "dtype": "float32", "macs": macs,
+            "instr_per_mac_unscheduled": round(_instr(runs[False]["ticks"], board) / macs, 3),
+            "instr_per_mac_scheduled": round(_instr(runs[True]["ticks"], board) / macs, 3),
+            "max_abs_diff_vs_unscheduled": float(max(np.max(np.abs(a - b)) for a, b in
+                                                     zip(runs[False]["outputs"],
+                                                         runs[True]["outputs"]))),
+            "within_1e-5": all(np.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in
+                               zip(runs[False]["outputs"], runs[True]["outputs"]))}
+
+
 def layer_figures(kind: str, board: str, work: Path) -> dict:
+    if kind.startswith("f32_"):
+        return fp32_figures(kind, board, work)
     q = layer(kind)
     runs = {}
     for on in (False, True):
@@ -121,7 +142,7 @@ def model_figures(name: str, board: str, work: Path) -> dict:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--boards", default="qemu_cortex_m3")
-    ap.add_argument("--layers", default=",".join(LAYERS + EXTRA))
+    ap.add_argument("--layers", default=",".join(LAYERS + EXTRA + FP32_LAYERS))
     ap.add_argument("--models", default="")
     a = ap.parse_args(argv)
     docs = {"layers": [], "models": []}

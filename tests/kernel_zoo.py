@@ -112,3 +112,40 @@ def run_on_qemu(model, board: str, work, *, mesh=None, max_pes=None) -> dict:
     return {"outputs": outputs, "ticks": sum(int(s.cycles) for s in res.stats.values()),
             "pes": len(res.stats), "stages": len(report.images),
             "exact_vs_reference": all(np.array_equal(o, r) for o, r in zip(outputs, refs))}
+
+
+#: float32 layers (ONNX) for the fp32 schedules: name → (builder kwargs)
+FP32_LAYERS = ("f32_conv3x3", "f32_dense")
+
+
+def fp32_layer(kind: str, seed: int = 0):
+    """An fp32 ONNX model of one layer (+ bias, ReLU) as an ImportedModel."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from generator.frontend.importers import import_onnx
+
+    rng = np.random.default_rng(seed)
+    if kind == "f32_conv3x3":       # 16 -> 16, 16x16, pad 1 (fits 128 KiB with its io)
+        w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+        b = rng.standard_normal(16).astype(np.float32) * 0.1
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Relu", ["c"], ["y"])]
+        xs, ys = [1, 16, 16, 16], [1, 16, 16, 16]
+        macs = 16 * 16 * 16 * 16 * 9
+    elif kind == "f32_dense":       # 256 -> 128
+        w = (rng.standard_normal((256, 128)) * 0.1).astype(np.float32)
+        b = rng.standard_normal(128).astype(np.float32) * 0.1
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+                 helper.make_node("Add", ["m", "b"], ["c"]),
+                 helper.make_node("Relu", ["c"], ["y"])]
+        xs, ys = [1, 256], [1, 128]
+        macs = 256 * 128
+    else:
+        raise KeyError(kind)
+    g = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return import_onnx(model, name=kind), macs

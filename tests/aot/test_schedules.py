@@ -193,3 +193,56 @@ def test_scheduled_depthwise_bit_exact_on_qemu(tmp_path, monkeypatch):
     assert a["exact_vs_reference"] and b["exact_vs_reference"]
     assert np.array_equal(a["outputs"][0], b["outputs"][0])
     assert b["ticks"] < a["ticks"]   # the scheduled code ran (not a timing claim: 2.5x fewer)
+
+
+# --- float32 ------------------------------------------------------------------------------------
+
+def _fp32_pair(model, monkeypatch, tmp_path):
+    rng = np.random.default_rng(0)
+    x = [rng.standard_normal(s.shape).astype(s.dtype) for s in model.inputs]
+    outs, srcs = {}, {}
+    for on in (False, True):
+        monkeypatch.setenv("PEMESH_SCHEDULES", "1" if on else "0")
+        st = compile_stage(model.mod, "f", model.inputs, model.outputs)
+        srcs[on] = st.files["codegen/host/src/f_lib0.c"]
+        outs[on] = run_stage_on_host(st, x, tmp_path / str(on))
+    return outs, srcs
+
+
+@pytest.mark.parametrize("kind", ["f32_conv3x3", "f32_dense"])
+def test_fp32_schedule_within_1e5(kind, tmp_path, monkeypatch):
+    from tests.kernel_zoo import fp32_layer
+
+    model, _ = fp32_layer(kind)
+    outs, srcs = _fp32_pair(model, monkeypatch, tmp_path)
+    assert re.search(r"float \w+_ptr\[(\d+)\];", srcs[True]), "no register tile: not scheduled"
+    assert not re.search(r"float \w+_ptr\[(\d+)\];", srcs[False])
+    for a, b in zip(outs[False], outs[True]):
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-5)
+        assert np.count_nonzero(a) > a.size // 4
+
+
+def test_fp32_schedule_tiny_cnn(tmp_path, monkeypatch):
+    import onnx
+
+    from generator.frontend.importers import import_onnx
+    from tests import paths
+
+    model = import_onnx(onnx.load(str(paths.EXAMPLES / "tiny_cnn.onnx")), name="tiny_cnn")
+    outs, srcs = _fp32_pair(model, monkeypatch, tmp_path)
+    assert srcs[True].count("_ptr[") > srcs[False].count("_ptr[")
+    for a, b in zip(outs[False], outs[True]):
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.qemu
+def test_fp32_conv_schedule_on_m4f_qemu(tmp_path, monkeypatch):
+    from tests.kernel_zoo import fp32_layer, run_on_qemu
+
+    res = {}
+    for on in (False, True):
+        monkeypatch.setenv("PEMESH_SCHEDULES", "1" if on else "0")
+        model, _ = fp32_layer("f32_conv3x3")
+        res[on] = run_on_qemu(model, "qemu_mps2_an386", tmp_path / str(on))
+    assert np.allclose(res[False]["outputs"][0], res[True]["outputs"][0], rtol=1e-5, atol=1e-5)
+    assert res[True]["ticks"] < res[False]["ticks"]

@@ -1,7 +1,8 @@
 """Cortex-M schedules for the int8 operators (qops), applied before C codegen.
 
 The one hook: :func:`plan_schedules` runs in ``stage.prepare_model`` between building the program
-and lowering. For every qop PrimFunc it can schedule (``kernels.KINDS``) it
+and lowering. float32 conv2d/matmul PrimFuncs get ``fp32.schedule`` (no constants change). For
+every qop PrimFunc it can schedule (``kernels.KINDS``) it
 
 * re-makes the step constants the scheduled kernel takes (folded bias; on the fast ``half_up``
   requantize path, the shift minus 32), as new constant tensors of the program, keeping the
@@ -51,14 +52,19 @@ def plan_schedules(fused, prog, *, enable: bool | None = None) -> dict:
     out = {}
     for name, steps in sorted(by_func.items()):
         q = _qop_of(fused[name])
-        if q is None or kernels.qop_kind(q) not in kernels.KINDS:
+        if q is None:
+            f32 = _fp32(fused[name], name)
+            if f32 is not None:
+                out[name] = f32
+            continue
+        if kernels.qop_kind(q) not in kernels.KINDS:
             continue
         if mode is None:
             mode = requant.probe_mode() or ""
         if not mode:
             log.info("schedules: the qop requantization matches no scheduled epilogue; "
                      "keeping the unscheduled int8 code")
-            return {}
+            continue
         consts = []
         for si in steps:
             args = prog.steps[si].args
@@ -85,6 +91,20 @@ def plan_schedules(fused, prog, *, enable: bool | None = None) -> dict:
             log.info("schedules: %s → %s tile %s, requantize %s%s", name,
                      kernels.qop_kind(q), kernels.tile_of(q), mode, " (fast)" if fast else "")
     return out
+
+
+def _fp32(func, name: str):
+    from generator.aot.schedules import fp32
+
+    try:
+        f = fp32.schedule(func)
+    except Exception as err:  # noqa: BLE001 — a shape the recipe does not cover
+        log.info("schedules: %s kept unscheduled: %s", name, str(err).splitlines()[-1][:200])
+        return None
+    if f is not None:
+        log.info("schedules: %s → fp32 tile", name)
+        return f.with_attrs(dict(func.attrs)) if func.attrs is not None else f
+    return None
 
 
 def _add_const(prog, value: np.ndarray) -> int:

@@ -235,16 +235,13 @@ def _schedule(func, q):
     return _band_to_root(mod["main"])
 
 
-_XP_ALLOC = re.compile(r"^( +)(xp = T\.sblock_alloc_buffer\(.*\))\n", re.M)
-
-
-def _band_to_root(func):
+def _band_to_root(func, name: str = "xp"):
     """Move the (compacted) padded band back to the root block, so that ``lower.py`` hoists it
     into the arena like any temporary (TVM 0.27 has no Python TIR mutator: via TVMScript)."""
     import tvm
 
     text = func.script()
-    m = _XP_ALLOC.search(text)
+    m = re.search(rf"^( +)({name} = T\.sblock_alloc_buffer\(.*\))\n", text, re.M)
     if m is None or len(m.group(1)) == 4:
         return func
     text = text[:m.start()] + text[m.end():]
