@@ -106,7 +106,7 @@ def run_on_qemu(model, board: str, work, *, mesh=None, max_pes=None) -> dict:
     report = build_mesh_report(out, "baremetal")
     inputs = read_reference(out, manifest, "inputs")
     refs = read_reference(out, manifest, "outputs")
-    with MeshRunner(load_plan(out, manifest), timeout=300) as runner:
+    with MeshRunner(load_plan(out, manifest), timeout=600, startup_timeout=180) as runner:
         res = runner.infer_many([inputs, inputs])
     outputs = [np.asarray(o).reshape(r.shape) for o, r in zip(res.outputs[-1], refs)]
     return {"outputs": outputs, "ticks": sum(int(s.cycles) for s in res.stats.values()),
