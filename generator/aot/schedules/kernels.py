@@ -151,6 +151,9 @@ def qop(x: T.Buffer({tuple(q.in_shape)}, "{q.in_dtype}"), wt: T.Buffer(({nout}, 
 '''
 
 
+#: input channels unrolled per pointwise reduction step
+POINTWISE_CI_UNROLL = 4
+
 #: largest padded band (bytes) per output row; above it the whole padded input is the temporary
 BAND_LIMIT = 8192
 
@@ -201,7 +204,8 @@ def _schedule(func, q):
         # read by every output channel); channel outermost for depthwise (its band is 1 channel)
         outer = [n, oo, h] if qop_kind(q) == "depthwise_conv2d" else [n, h, oo]
         if qop_kind(q) == "pointwise_conv2d":
-            cio, cii = sch.split(ci, [None, _divisor(q.in_shape[1] // q.groups, 4)])
+            cio, cii = sch.split(ci, [None, _divisor(q.in_shape[1] // q.groups,
+                                                     POINTWISE_CI_UNROLL)])
             sch.reorder(*outer, wo, cio, cii, ky, kx, oi, wi)
             inner = [cii] + inner
             red = cio
