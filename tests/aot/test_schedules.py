@@ -246,3 +246,45 @@ def test_fp32_conv_schedule_on_m4f_qemu(tmp_path, monkeypatch):
         res[on] = run_on_qemu(model, "qemu_mps2_an386", tmp_path / str(on))
     assert np.allclose(res[False]["outputs"][0], res[True]["outputs"][0], rtol=1e-5, atol=1e-5)
     assert res[True]["ticks"] < res[False]["ticks"]
+
+
+# --- the DSP dual MAC (SMLAD) -------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["pointwise", "dense"])
+def test_smlad_kernels_bit_exact_on_host(kind, tmp_path, monkeypatch):
+    """On a DSP cpu, dense/pointwise take int16-pair packed weights and pemesh_smlad (here its
+    portable C fallback, as the host has no SMLAD)."""
+    q = layer(kind)
+    x = qop_input(q)
+    monkeypatch.setenv("PEMESH_SCHEDULES", "0")
+    ins, outs = _io(q)
+    plain = compile_stage(qop_module(q), "k", ins, outs)
+    monkeypatch.setenv("PEMESH_SCHEDULES", "1")
+    dsp = compile_stage(qop_module(q), "k", ins, outs, cpu="cortex-m4f")
+    src = dsp.files["codegen/host/src/k_lib0.c"]
+    assert "pemesh_smlad(" in src and "__smlad" in src
+    m3 = compile_stage(qop_module(q), "k", ins, outs, cpu="cortex-m3")
+    assert "pemesh_smlad" not in m3.files["codegen/host/src/k_lib0.c"]
+    a = run_stage_on_host(plain, [x], tmp_path / "plain")[0]
+    b = run_stage_on_host(dsp, [x], tmp_path / "dsp")[0]
+    assert np.array_equal(a, b)
+
+
+def test_pack_pairs_layout():
+    w = np.array([[1, -2, -128, 127]], np.int8)
+    p = kernels.pack_pairs(w).view(np.uint32)
+    assert p.tolist() == [[(0xFFFE << 16) | 1, (127 << 16) | 0xFF80]]
+
+
+@pytest.mark.qemu
+def test_smlad_pointwise_bit_exact_on_m4f_qemu(tmp_path, monkeypatch):
+    from tests.kernel_zoo import run_on_qemu
+
+    q = layer("pointwise")
+    monkeypatch.setenv("PEMESH_SCHEDULES", "0")
+    a = run_on_qemu(imported(q), "qemu_mps2_an386", tmp_path / "plain")
+    monkeypatch.setenv("PEMESH_SCHEDULES", "1")
+    b = run_on_qemu(imported(q), "qemu_mps2_an386", tmp_path / "dsp")
+    assert b["exact_vs_reference"] and np.array_equal(a["outputs"][0], b["outputs"][0])
+    src = next((tmp_path / "dsp" / "stages").glob("*/model/codegen/host/src/*_lib0.c")).read_text()
+    assert "pemesh_smlad(" in src

@@ -5,7 +5,8 @@ and lowering. float32 conv2d/matmul PrimFuncs get ``fp32.schedule`` (no constant
 every qop PrimFunc it can schedule (``kernels.KINDS``) it
 
 * re-makes the step constants the scheduled kernel takes (folded bias; on the fast ``half_up``
-  requantize path, the shift minus 32), as new constant tensors of the program, keeping the
+  requantize path, the shift minus 32; on a DSP ``cpu``, int16-pair packed weights for the SMLAD
+  dense/pointwise kernels), as new constant tensors of the program, keeping the
   originals in ``Step.orig_args`` for the accelerator path (``accel.py``), and
 * returns ``{relax name: scheduled PrimFunc}`` for ``lower.lower_prim_funcs`` to use instead of
   its auto-inline schedule.
@@ -39,7 +40,7 @@ def _qop_of(func):
     return QOp.from_json(str(attrs[QOP_ATTR]))
 
 
-def plan_schedules(fused, prog, *, enable: bool | None = None) -> dict:
+def plan_schedules(fused, prog, *, enable: bool | None = None, cpu: str | None = None) -> dict:
     """Scheduled PrimFuncs by Relax name; rewrites the constants of their steps in ``prog``."""
     from generator.aot.schedules import kernels, requant
 
@@ -76,8 +77,9 @@ def plan_schedules(fused, prog, *, enable: bool | None = None) -> dict:
             fast = mode == "half_up" and bool(np.all(shifts >= 33))
             left = mode == "tflm" and bool(np.any(shifts > 0))
             wshape = consts[0][0].shape
+            pairs = cpu in kernels.DSP_CPUS and kernels.pairs_ok(q)
             try:
-                func = kernels.scheduled_func(q, wshape, mode, fast, left)
+                func = kernels.scheduled_func(q, wshape, mode, fast, left, pairs)
             except Exception as err:  # noqa: BLE001 — a shape the schedule does not cover
                 log.info("schedules: %s (%s) kept unscheduled: %s", name, q.kind, err)
                 continue
@@ -85,11 +87,14 @@ def plan_schedules(fused, prog, *, enable: bool | None = None) -> dict:
                 st = prog.steps[si]
                 st.orig_args = list(st.args)
                 st.args[2] = _add_const(prog, kernels.fold_bias(q, w, bias))
+                if pairs:
+                    st.args[1] = _add_const(prog, kernels.pack_pairs(w))
                 if fast:
                     st.args[4] = _add_const(prog, (shift.astype(np.int16) - 32).astype(np.int8))
             out[name] = func.with_attrs(dict(fused[name].attrs))
-            log.info("schedules: %s → %s tile %s, requantize %s%s", name,
-                     kernels.qop_kind(q), kernels.tile_of(q), mode, " (fast)" if fast else "")
+            log.info("schedules: %s → %s tile %s, requantize %s%s%s", name,
+                     kernels.qop_kind(q), kernels.tile_of(q, pairs), mode, " (fast)" if fast else "",
+                     ", SMLAD pairs" if pairs else "")
     return out
 
 

@@ -53,9 +53,11 @@ def _divisor(n: int, limit: int) -> int:
     return 1
 
 
-def tile_of(q) -> tuple[int, int]:
+def tile_of(q, pairs: bool = False) -> tuple[int, int]:
     """(output-channel tile, output-column tile) of the register block."""
     kind = qop_kind(q)
+    if pairs:       # SMLAD, mps2-an386: pointwise (2,5) 2.93, (4,1) 2.06, (8,1) 1.74
+        return _divisor(q.out_shape[-1] if kind == "dense" else q.out_shape[1], 8), 1
     if kind == "dense":
         return _divisor(q.out_shape[-1], 4), 1
     ow, o = q.out_shape[3], q.out_shape[1]
@@ -176,18 +178,110 @@ def _band_bytes(q) -> int | None:
     return band if band <= BAND_LIMIT else None
 
 
-def _schedule(func, q):
+# --- the DSP dual MAC (Cortex-M4/M7: SMLAD on int16 pairs) ------------------------------------
+
+#: CPUs with the DSP extension (SMLAD); pemesh_smlad falls back to plain C elsewhere
+DSP_CPUS = ("cortex-m4", "cortex-m4f", "cortex-m7")
+
+#: the C of ``pemesh_smlad`` (put in front of the operator C when a kernel calls it)
+SMLAD_PRELUDE = """#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define pemesh_smlad(a, b, c) __smlad((a), (b), (c))
+#else
+static inline int32_t pemesh_smlad(int32_t a, int32_t b, int32_t c) {
+  return c + (int32_t)(int16_t)(a & 0xFFFF) * (int16_t)(b & 0xFFFF) + (a >> 16) * (b >> 16);
+}
+#endif
+"""
+
+
+def pairs_ok(q) -> bool:
+    """Dense and unpadded 1x1 convs with an even reduction take the SMLAD kernel."""
+    kind = qop_kind(q)
+    if kind == "dense":
+        return q.in_shape[-1] % 2 == 0
+    return (kind == "pointwise_conv2d" and not any(q.pads) and q.in_shape[1] % 2 == 0)
+
+
+def pack_pairs(w: np.ndarray) -> np.ndarray:
+    """int8 weights [O, K...] → int32 [O, K/2]: (w[2k] as int16) | (w[2k+1] << 16)."""
+    m = w.reshape(w.shape[0], -1).astype(np.int32)
+    lo = m[:, 0::2] & 0xFFFF
+    hi = m[:, 1::2].astype(np.int64) << 16
+    return ((lo + hi + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def _xpair(x0: str, x1: str) -> str:
+    return (f'T.bitwise_or(T.bitwise_and(T.Cast("int32", {x0}), 65535), '
+            f'T.Cast("int32", {x1}) * 65536)')
+
+
+def pairs_script(q, mode: str, fast: bool, left: bool) -> str:
+    """``acc = smlad(x pair, w pair, acc)`` over K/2 pairs (dense, or 1x1 conv over channels)."""
+    if q.kind == "dense":
+        lead = tuple(q.in_shape[:-1])
+        k, nout = q.in_shape[-1], q.out_shape[-1]
+        ls = [f"l{i}" for i in range(len(lead))]
+        vs = [f"vl{i}" for i in range(len(lead))]
+        lv = ", ".join(vs)
+        sp = '"' + "S" * (len(lead) + 1)
+        to = tile_of(q, True)[0]  # noqa: F841 (the tile is the schedule's)
+        x0, x1 = f"x[{lv}, vk * 2]", f"x[{lv}, vk * 2 + 1]"
+        return f'''
+@T.prim_func(private=True, s_tir=True)
+def qop(x: T.Buffer({tuple(q.in_shape)}, "{q.in_dtype}"), wt: T.Buffer(({nout}, {k // 2}), "int32"),
+        bias: T.Buffer(({nout},), "int32"), mult: T.Buffer(({nout},), "int32"),
+        shift: T.Buffer(({nout},), "int8"), y: T.Buffer({tuple(q.out_shape)}, "{q.out_dtype}")):
+    T.func_attr({{"tirx.noalias": True}})
+    acc = T.sblock_alloc_buffer({lead + (nout,)}, "int32")
+    for {", ".join(ls)}, b1, r0 in T.grid({", ".join(map(str, lead))}, {nout}, {k // 2}):
+        with T.sblock("conv"):
+            {lv}, vo, vk = T.axis.remap({sp}R", [{", ".join(ls)}, b1, r0])
+            with T.init():
+                acc[{lv}, vo] = bias[vo]
+            acc[{lv}, vo] = T.call_pure_extern("int32", "pemesh_smlad", {_xpair(x0, x1)}, wt[vo, vk], acc[{lv}, vo])
+    for {", ".join(ls)}, c1 in T.grid({", ".join(map(str, lead))}, {nout}):
+        with T.sblock("requant"):
+            {lv}, vo = T.axis.remap({sp}", [{", ".join(ls)}, c1])
+            y[{lv}, vo] = {_epilogue(q, mode, fast, left, f"acc[{lv}, vo]")}
+'''
+    n, c, h, w = q.in_shape
+    _, o, oh, ow = q.out_shape
+    sh, sw = q.strides
+    x0 = f"x[vn, vc * 2, vh * {sh}, vw * {sw}]"
+    x1 = f"x[vn, vc * 2 + 1, vh * {sh}, vw * {sw}]"
+    return f'''
+@T.prim_func(private=True, s_tir=True)
+def qop(x: T.Buffer({tuple(q.in_shape)}, "{q.in_dtype}"), wt: T.Buffer(({o}, {c // 2}), "int32"),
+        bias: T.Buffer(({o},), "int32"), mult: T.Buffer(({o},), "int32"),
+        shift: T.Buffer(({o},), "int8"), y: T.Buffer({tuple(q.out_shape)}, "{q.out_dtype}")):
+    T.func_attr({{"tirx.noalias": True}})
+    acc = T.sblock_alloc_buffer(({n}, {o}, {oh}, {ow}), "int32")
+    for b0, b1, b2, b3, r0, r1, r2 in T.grid({n}, {o}, {oh}, {ow}, {c // 2}, 1, 1):
+        with T.sblock("conv"):
+            vn, vo, vh, vw, vc, vky, vkx = T.axis.remap("SSSSRRR", [b0, b1, b2, b3, r0, r1, r2])
+            with T.init():
+                acc[vn, vo, vh, vw] = bias[vo]
+            acc[vn, vo, vh, vw] = T.call_pure_extern("int32", "pemesh_smlad", {_xpair(x0, x1)}, wt[vo, vc], acc[vn, vo, vh, vw])
+    for c0, c1, c2, c3 in T.grid({n}, {o}, {oh}, {ow}):
+        with T.sblock("requant"):
+            vn, vo, vh, vw = T.axis.remap("SSSS", [c0, c1, c2, c3])
+            y[vn, vo, vh, vw] = {_epilogue(q, mode, fast, left, "acc[vn, vo, vh, vw]")}
+'''
+
+
+def _schedule(func, q, pairs: bool = False):
     import tvm
     import tvm.s_tir as s_tir
 
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     conv = sch.get_sblock("conv")
     rq = sch.get_sblock("requant")
-    to, tw = tile_of(q)
+    to, tw = tile_of(q, pairs)
     if q.kind == "dense":
         *lead, o, k = sch.get_loops(conv)
         oo, oi = sch.split(o, [None, to])
-        tk = _divisor(q.in_shape[-1], 4)
+        tk = _divisor(q.in_shape[-1] // 2, 2) if pairs else _divisor(q.in_shape[-1], 4)
         ko, ki = sch.split(k, [None, tk])
         sch.reorder(*lead, oo, ko, ki, oi)
         sch.reverse_compute_at(rq, oo)
@@ -204,8 +298,8 @@ def _schedule(func, q):
         # read by every output channel); channel outermost for depthwise (its band is 1 channel)
         outer = [n, oo, h] if qop_kind(q) == "depthwise_conv2d" else [n, h, oo]
         if qop_kind(q) == "pointwise_conv2d":
-            cio, cii = sch.split(ci, [None, _divisor(q.in_shape[1] // q.groups,
-                                                     POINTWISE_CI_UNROLL)])
+            cext = q.in_shape[1] // q.groups // (2 if pairs else 1)
+            cio, cii = sch.split(ci, [None, _divisor(cext, 2 if pairs else POINTWISE_CI_UNROLL)])
             sch.reorder(*outer, wo, cio, cii, ky, kx, oi, wi)
             inner = [cii] + inner
             red = cio
@@ -254,12 +348,16 @@ def _band_to_root(func, name: str = "xp"):
     return tvm.script.from_source(text)
 
 
-def scheduled_func(q, wshape, mode: str, fast: bool, left: bool):
+def scheduled_func(q, wshape, mode: str, fast: bool, left: bool, pairs: bool = False):
     """The scheduled PrimFunc of qop ``q`` (same parameters as the unscheduled one, with the
-    bias folded and, on the fast ``half_up`` path, ``shift`` holding ``s - 32``)."""
+    bias folded and, on the fast ``half_up`` path, ``shift`` holding ``s - 32``; with ``pairs``
+    the weights are ``pack_pairs``'d int32 and the reduction is SMLAD on int16 pairs)."""
     import tvm
 
-    text = dense_script(q, mode, fast, left) if q.kind == "dense" else \
-        conv_script(q, wshape, mode, fast, left)
+    if pairs:
+        text = pairs_script(q, mode, fast, left)
+    else:
+        text = dense_script(q, mode, fast, left) if q.kind == "dense" else \
+            conv_script(q, wshape, mode, fast, left)
     func = tvm.script.from_source("# from tvm.script import tirx as T\n" + text)
-    return _schedule(func, q)
+    return _schedule(func, q, pairs)
