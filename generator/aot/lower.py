@@ -296,10 +296,10 @@ def lower_prim_funcs(mod, names: list[str], prefix: str,
     new_funcs, lowered = {}, {}
     for name in names:
         func = mod[name]
-        scheduled = overrides[name] if overrides and name in overrides else auto_inline(func)
+        overridden = bool(overrides) and name in overrides
+        scheduled = overrides[name] if overridden else auto_inline(func)
         # an override's blocks are opaque (no reduction init left): count on the original
-        macs = _count_macs(func if scheduled is not func and overrides and name in overrides
-                           else scheduled)
+        macs = _count_macs(func if overridden else scheduled)
         if func.attrs is not None and "pemesh.qop" in func.attrs:  # int8 qop (quantize.py)
             from generator.frontend.quantize import QOp
             macs = QOp.from_json(str(func.attrs["pemesh.qop"])).macs
