@@ -175,7 +175,7 @@ def make_call(pm, si: int, q: QOp, kind: str, accel, prefix: str) -> AccelCall:
     The call has :data:`IN`/:data:`OUT` where the emitter puts the tensor expressions."""
     in_expr, out_expr = IN, OUT
     step = pm.prog.steps[si]
-    w, bias, mult, shift = (pm.prog.tensors[t].value for t in step.args[1:5])
+    w, bias, mult, shift = (pm.prog.tensors[t].value for t in (step.orig_args or step.args)[1:5])
     wl = relayout_weights(q, np.asarray(w), accel)
     n_pad, k_pad = wl.shape
     b = _pad_vec(np.asarray(bias), n_pad, np.int32)

@@ -40,6 +40,8 @@ class Step:
     func: str                 # Relax name of the PrimFunc
     args: list[int]           # tensor ids
     outs: list[int]
+    #: the args before ``schedules.plan_schedules`` re-made constants for a scheduled kernel
+    orig_args: list[int] | None = None
 
 
 @dataclass

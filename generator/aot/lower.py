@@ -282,8 +282,12 @@ def exact_float_literals(src: str, values: set[float]) -> str:
     return _FLOAT_LITERAL.sub(repl, src)
 
 
-def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, LoweredFunc], str]:
+def lower_prim_funcs(mod, names: list[str], prefix: str,
+                     overrides: dict | None = None) -> tuple[dict[str, LoweredFunc], str]:
     """Schedule, rewrite and C-generate the PrimFuncs ``names`` of ``mod``.
+
+    ``overrides``: already scheduled PrimFuncs by name (``aot.schedules``), used instead of the
+    auto-inline schedule.
 
     Returns the per-function descriptions (keyed by Relax name) and one C source text.
     """
@@ -292,8 +296,10 @@ def lower_prim_funcs(mod, names: list[str], prefix: str) -> tuple[dict[str, Lowe
     new_funcs, lowered = {}, {}
     for name in names:
         func = mod[name]
-        scheduled = auto_inline(func)
-        macs = _count_macs(scheduled)
+        overridden = bool(overrides) and name in overrides
+        scheduled = overrides[name] if overridden else auto_inline(func)
+        # an override's blocks are opaque (no reduction init left): count on the original
+        macs = _count_macs(func if overridden else scheduled)
         if func.attrs is not None and "pemesh.qop" in func.attrs:  # int8 qop (quantize.py)
             from generator.frontend.quantize import QOp
             macs = QOp.from_json(str(func.attrs["pemesh.qop"])).macs

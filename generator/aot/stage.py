@@ -8,6 +8,7 @@ Entry point: :func:`compile_stage`. See ``lower.py`` (Relax → plain-C operator
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -95,17 +96,24 @@ class StepFacts:
     code_bytes: int          # size of the op's C source, a proxy until the build measures
 
 
-def prepare_model(mod, name: str) -> PreparedModel:
-    """Legalize, fuse and lower every operator of ``mod`` once (the expensive part)."""
+def prepare_model(mod, name: str, *, cpu: str | None = None) -> PreparedModel:
+    """Legalize, fuse and lower every operator of ``mod`` once (the expensive part).
+    ``cpu`` (the PE kind's) selects CPU-specific schedules (the M4's SMLAD kernels)."""
     from generator.aot.graph import build_program
     from generator.aot.lower import lower_prim_funcs, relax_pipeline, split_functions
+    from generator.aot.schedules import plan_schedules
 
     t0 = time.perf_counter()
     fused = relax_pipeline(mod)
     prog = build_program(fused)
     used = sorted({s.func for s in prog.steps})
-    funcs, ops_src = lower_prim_funcs(fused, used, f"tvmgen_{name}") if used else ({}, "")
+    overrides = plan_schedules(fused, prog, cpu=cpu)
+    funcs, ops_src = (lower_prim_funcs(fused, used, f"tvmgen_{name}", overrides) if used
+                      else ({}, ""))
     prelude, func_src = split_functions(ops_src)
+    if any("pemesh_smlad" in src for src in func_src.values()):
+        from generator.aot.schedules.kernels import SMLAD_PRELUDE
+        prelude = re.sub(r"^.*\bpemesh_smlad\(.*\);\n", "", prelude, flags=re.M) + SMLAD_PRELUDE
     return PreparedModel(name, fused, prog, funcs, prelude, func_src,
                          fused.script(show_meta=False), time.perf_counter() - t0)
 
@@ -264,11 +272,11 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
 
 def compile_stage(mod, name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                   *, alignment: int = 16, target: str = DEFAULT_TARGET,
-                  accelerator=None) -> CompiledStage:
+                  accelerator=None, cpu: str | None = None) -> CompiledStage:
     """Compile a Relax module whose ``main`` takes ``inputs`` and returns ``outputs`` as one
     stage. ``name`` becomes the C prefix: ``tvmgen_<name>_run`` and ``tvmgen_<name>.h``.
     ``accelerator``: offload supported int8 steps to it (see :func:`emit_stage`)."""
-    pm = prepare_model(mod, name)
+    pm = prepare_model(mod, name, cpu=cpu)
     _check_io(pm.prog, inputs, outputs, name)
     steps = list(range(len(pm.prog.steps)))
     stage = emit_stage(pm, name, steps, list(pm.prog.inputs), list(pm.prog.outputs),

@@ -456,6 +456,19 @@ def load_pe_kind(name_or_path: str | Path) -> PeKind:
     return pe
 
 
+def pe_kind_for_board(board: str) -> PeKind:
+    """The PE kind named ``board``, or the one whose Zephyr board is ``board`` (an app's board
+    is its PE kind's Zephyr board, e.g. ``mps2/an386`` for ``qemu_mps2_an386``)."""
+    try:
+        return load_pe_kind(board)
+    except BoardError:
+        for name in _names("pe"):
+            kind = load_pe_kind(name)
+            if kind.zephyr_board == board:
+                return kind
+        raise
+
+
 def load_mesh(name_or_path: str | Path) -> Mesh:
     """Load and validate a mesh: a name from ``boards/mesh/`` or a path to a YAML file."""
     path, name = _resolve(name_or_path, "mesh", "mesh")

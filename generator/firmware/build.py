@@ -42,12 +42,17 @@ BUILD_JSON = "build.json"
 
 #: boards QEMU emulates, and the bare-metal port that runs on QEMU's machine for them (used when
 #: boards/pe/<board>.yaml does not say; see :func:`qemu_port`)
-QEMU_BOARD_PORTS = {"qemu_cortex_m3": "lm3s6965"}
+QEMU_BOARD_PORTS = {"qemu_cortex_m3": "lm3s6965", "qemu_mps2_an386": "mps2_an386"}
+#: CPU flags per bare-metal port (replace ARM_CFLAGS' -mcpu): the M4F port uses the FPU
+PORT_CPU_FLAGS = {"mps2_an386": ("-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")}
 
 ARM_CFLAGS = ("-mcpu=cortex-m3", "-mthumb", "-Os", "-g", "-ffunction-sections",
               "-fdata-sections", "--specs=nano.specs")
 ARM_LDFLAGS = ("-nostartfiles", "-Wl,--gc-sections")
 HOST_CFLAGS = ("-O2", "-g")
+#: the model's C (TVM's operator loops, the entry, constants) is built at -O2 on every backend:
+#: gcc 12 at -Os spills inside register-blocked loops (KERNELS.md); runtime and glue stay -Os
+MODEL_OPT_FLAGS = ("-O2",)
 #: no build-id note: it hashes the whole file, so a stamped copy would differ from a direct build
 HOST_LDFLAGS = ("-Wl,--build-id=none",)
 #: warnings for our own C (runtime, port, generated glue); TVM's generated C gets WARN only
@@ -109,8 +114,8 @@ class BuildResult:
 def _pe_kind(board: str) -> Any:
     """The PE kind ``boards/pe/<board>.yaml`` (generator.boards.catalog), or None if there is none."""
     try:
-        from generator.boards.catalog import load_pe_kind
-        return load_pe_kind(board)
+        from generator.boards.catalog import pe_kind_for_board
+        return pe_kind_for_board(board)
     except (ImportError, PemeshError, OSError) as err:
         log.debug("no PE kind for board %s: %s", board, err)
         return None
@@ -250,7 +255,9 @@ def gcc_commands(sources: SourceSet, build_dir: Path, *, cc: str, cflags: Sequen
     for group, src in sources.all_sources():
         obj = _object_path(build_dir, group, src)
         warn = list(WARN_FLAGS) + ([] if group == "model" else list(STRICT_FLAGS))
-        compiles.append((cc, *cflags, *warn, *defines, *inc, "-c", str(src), "-o", str(obj)))
+        opt = list(MODEL_OPT_FLAGS) if group == "model" else []   # after cflags: it wins
+        compiles.append((cc, *cflags, *opt, *warn, *defines, *inc, "-c", str(src), "-o",
+                         str(obj)))
         objects.append(str(obj))
     ld = [f"-T{sources.linker_script}"] if sources.linker_script else []
     link = (cc, *cflags, *ld, *ldflags, f"-Wl,-Map={output.with_suffix('.map')}",
@@ -383,7 +390,7 @@ def _build_baremetal(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Pat
     elf = build_dir / "fw.elf"
     binf = build_dir / "fw.bin"
     compiles, link = gcc_commands(sources, build_dir, cc=str(tools.gcc),
-                                  cflags=(*ARM_CFLAGS, *reproducible_flags(app_dir)),
+                                  cflags=(*_port_cflags(port), *reproducible_flags(app_dir)),
                                   ldflags=ARM_LDFLAGS, output=elf,
                                   defines=(f"-DPEMESH_PORT_{port.upper()}=1",
                                            *spec_defines(spec)))
@@ -392,6 +399,13 @@ def _build_baremetal(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Pat
     _run(objcopy, what="objcopy")
     return BuildResult("baremetal", app_dir, elf, binf, elf_sizes(elf),
                        (*compiles, link, objcopy), spec.board)
+
+
+def _port_cflags(port: str) -> tuple[str, ...]:
+    cpu = PORT_CPU_FLAGS.get(port)
+    if cpu is None:
+        return ARM_CFLAGS
+    return (*cpu, *(f for f in ARM_CFLAGS if not f.startswith("-mcpu=")))
 
 
 def _build_host(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | None,

@@ -265,9 +265,10 @@ def render_pe_app(spec: AppSpec, app_dir: Path) -> None:
         files.append(_EEMBC_FILE)
     elif (app_dir / _EEMBC_FILE[1]).exists():
         (app_dir / _EEMBC_FILE[1]).unlink()  # re-rendered for the pemesh protocol
-    board_template = f"boards/{spec.board}.conf.j2"
+    board_file = spec.board.replace("/", "_")   # Zephyr: boards/<board>_<qualifiers>.conf
+    board_template = f"boards/{board_file}.conf.j2"
     if (templates_dir() / "pe_app" / board_template).is_file():
-        files.append((board_template, f"boards/{spec.board}.conf"))
+        files.append((board_template, f"boards/{board_file}.conf"))
     for template, out in files:
         _write(app_dir / out, env.get_template(f"pe_app/{template}").render(ctx))
     app_json = {"_comment": GENERATED, **spec.to_json()}

@@ -50,6 +50,9 @@ DEFAULT_ICOUNT_SHIFT = 6
 #: virtual ns per SysTick tick on QEMU's lm3s6965evb (see the module docstring)
 QEMU_TICK_NS = 80
 QEMU_MACHINE = "lm3s6965evb"
+#: QEMU machine → (cpu, virtual ns per SysTick tick). mps2-an386 clocks SysTick at 25 MHz
+#: (1.6 ticks per instruction at shift 6; KERNELS.md "Calibration", docs/M4F.md)
+QEMU_MACHINES = {"lm3s6965evb": ("cortex-m3", 80), "mps2-an386": ("cortex-m4", 40)}
 QEMU_PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+)")
 HOST_PTY_RE = re.compile(r"pemesh: link0 on (/dev/\S+)")
 STARTUP_TIMEOUT = 10.0
@@ -65,15 +68,35 @@ _live: "weakref.WeakSet[PeProcess]" = weakref.WeakSet()
 _atexit_registered = False
 
 
+def qemu_machine(board: str | None) -> str:
+    """The QEMU machine of a PE kind (``boards/pe/<board>.yaml``'s ``qemu``), default lm3s6965evb."""
+    if board:
+        try:
+            from generator.boards.catalog import pe_kind_for_board
+            kind = pe_kind_for_board(board)
+            if kind.qemu in QEMU_MACHINES:
+                return kind.qemu
+        except Exception:  # noqa: BLE001 — an unknown board runs on the default machine
+            pass
+    return QEMU_MACHINE
+
+
+def tick_ns(board: str | None) -> int:
+    """Virtual ns per SysTick tick on the QEMU machine of ``board``."""
+    return QEMU_MACHINES[qemu_machine(board)][1]
+
+
 def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
                  icount_shift: int | None = DEFAULT_ICOUNT_SHIFT,
-                 link1: str | None = None, gdb_port: int | None = None) -> tuple[str, ...]:
+                 link1: str | None = None, gdb_port: int | None = None,
+                 machine: str = QEMU_MACHINE) -> tuple[str, ...]:
     """The QEMU command line for one bare-metal/Zephyr qemu_cortex_m3 image.
 
     ``link1``: a unix socket (the fabric's endpoint) for UART1, the PE's mesh link.
     ``gdb_port``: expose QEMU's gdb stub on this localhost TCP port (the firmware still runs).
     """
-    cmd = [qemu, "-M", QEMU_MACHINE, "-cpu", "cortex-m3", "-display", "none", "-monitor", "none"]
+    cmd = [qemu, "-M", machine, "-cpu", QEMU_MACHINES[machine][0], "-display", "none",
+           "-monitor", "none"]
     if link1 is not None:
         cmd += ["-chardev", f"socket,id=noc,path={link1}"]
     cmd += ["-serial", "pty"]
@@ -332,7 +355,8 @@ def launch(result: BuildResult, *, platform: str | None = None,
                              hint="rebuild with 'pemesh build OUT --backend baremetal' or run "
                                   "with --platform host")
         cmd = qemu_command(result.image, qemu=str(find_qemu()), icount_shift=icount_shift,
-                           link1=link1, gdb_port=gdb_port)
+                           link1=link1, gdb_port=gdb_port,
+                           machine=qemu_machine(getattr(result, "board", None)))
         return PeProcess(cmd, name=name, pty_re=QEMU_PTY_RE, log_path=log_path,
                          startup_timeout=startup_timeout, icount_shift=icount_shift, wait=wait)
     if platform == "host":
@@ -346,5 +370,5 @@ def launch(result: BuildResult, *, platform: str | None = None,
     raise UsageError(f"unknown platform '{platform}'", hint="use qemu or host")
 
 
-__all__ = ["PeProcess", "launch", "qemu_command", "ticks_to_instructions",
+__all__ = ["PeProcess", "launch", "qemu_command", "qemu_machine", "tick_ns", "ticks_to_instructions",
            "DEFAULT_ICOUNT_SHIFT", "QEMU_TICK_NS"]

@@ -35,7 +35,8 @@ from generator.manifest import (Manifest, PeRecord, PeRunRecord, ReplicaRecord, 
                                 read_manifest)
 from generator.mesh.fabric import Fabric, FabricStats, Faults
 from generator.mesh.hostlink import READY, MeshPeLink, _unpack, pe_error, ping_all
-from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, PeProcess, launch,
+from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_MACHINES, QEMU_TICK_NS, PeProcess,
+                                   launch,
                                    ticks_to_instructions)
 from generator.mesh.trace import TraceRecorder
 from generator.types import TensorSpec
@@ -501,6 +502,8 @@ class MeshRunner:
 def summary(plan: RunPlan, res: MeshRunResult, icount_shift: int | None) -> dict[str, Any]:
     """A JSON-able summary: per-PE cycles, per-link traffic, hops, throughput."""
     pes = []
+    kind = getattr(plan.geometry, "pe_kind", None)
+    tick = QEMU_MACHINES.get(getattr(kind, "qemu", None), (None, QEMU_TICK_NS))[1]
     for pe_id, pe in sorted(plan.pes.items()):
         st = res.stats.get(pe_id)
         d: dict[str, Any] = {"id": pe_id, "name": pe.name, "stage": pe.stage,
@@ -508,7 +511,8 @@ def summary(plan: RunPlan, res: MeshRunResult, icount_shift: int | None) -> dict
                              "inferences": res.runs.get(pe_id, 0),
                              "cycles": st.cycles if st else None}
         if st and icount_shift is not None:
-            d["instructions"] = round(ticks_to_instructions(st.cycles, icount_shift))
+            d["instructions"] = round(ticks_to_instructions(st.cycles, icount_shift) * tick
+                                      / QEMU_TICK_NS)
         if st:
             d.update(accel_calls=st.accel_calls, accel_macs=st.accel_macs,
                      rx_bad_frames=st.rx_bad_frames, rx_duplicates=st.rx_duplicates)
@@ -529,9 +533,9 @@ def summary(plan: RunPlan, res: MeshRunResult, icount_shift: int | None) -> dict
         doc["slowest_stage"] = {"pe": slowest["id"], "stage": slowest["stage"],
                                 "cycles": slowest["cycles"]}
         if icount_shift is not None:
-            # SysTick ticks of 80 virtual ns: the pipeline bound in virtual time
+            # SysTick ticks of 80 (M3) / 40 (M4F) virtual ns: the pipeline bound in virtual time
             doc["bound_inferences_per_virtual_s"] = round(
-                len(plan.replicas) * 1e9 / (slowest["cycles"] * QEMU_TICK_NS), 3)
+                len(plan.replicas) * 1e9 / (slowest["cycles"] * tick), 3)
     return doc
 
 

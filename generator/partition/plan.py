@@ -285,7 +285,7 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
 
     pe_kind = mesh.pe_kind
     sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind))
-    pm = prepare_model(sharded_mod, model.name)
+    pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
     budget = pe_budget(pe_kind, mesh)
     facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
     have = available_pes(mesh, max_pes)
