@@ -49,7 +49,7 @@ def plan_schedules(fused, prog, *, enable: bool | None = None, cpu: str | None =
     by_func: dict[str, list[int]] = {}
     for si, st in enumerate(prog.steps):
         by_func.setdefault(st.func, []).append(si)
-    mode = None
+    modes: dict[str, str] = {}
     out = {}
     for name, steps in sorted(by_func.items()):
         q = _qop_of(fused[name])
@@ -60,8 +60,9 @@ def plan_schedules(fused, prog, *, enable: bool | None = None, cpu: str | None =
             continue
         if kernels.qop_kind(q) not in kernels.KINDS:
             continue
-        if mode is None:
-            mode = requant.probe_mode() or ""
+        if q.rounding not in modes:
+            modes[q.rounding] = requant.probe_mode(q.rounding) or ""
+        mode = modes[q.rounding]
         if not mode:
             log.info("schedules: the qop requantization matches no scheduled epilogue; "
                      "keeping the unscheduled int8 code")
@@ -74,6 +75,8 @@ def plan_schedules(fused, prog, *, enable: bool | None = None, cpu: str | None =
             consts.append([np.asarray(prog.tensors[a].value) for a in args[1:5]])
         else:
             shifts = np.concatenate([c[3].reshape(-1).astype(np.int64) for c in consts])
+            if mode == "half_up":
+                shifts = requant.right_shift(shifts).astype(np.int64)   # s = 31 - e
             fast = mode == "half_up" and bool(np.all(shifts >= 33))
             left = mode == "tflm" and bool(np.any(shifts > 0))
             wshape = consts[0][0].shape
@@ -89,8 +92,9 @@ def plan_schedules(fused, prog, *, enable: bool | None = None, cpu: str | None =
                 st.args[2] = _add_const(prog, kernels.fold_bias(q, w, bias))
                 if pairs:
                     st.args[1] = _add_const(prog, kernels.pack_pairs(w))
-                if fast:
-                    st.args[4] = _add_const(prog, (shift.astype(np.int16) - 32).astype(np.int8))
+                if mode == "half_up":       # the epilogue takes s = 31 - e (fast: s - 32)
+                    rs = requant.right_shift(shift) - (32 if fast else 0)
+                    st.args[4] = _add_const(prog, rs.astype(np.int8))
             out[name] = func.with_attrs(dict(fused[name].attrs))
             log.info("schedules: %s → %s tile %s, requantize %s%s%s", name,
                      kernels.qop_kind(q), kernels.tile_of(q, pairs), mode, " (fast)" if fast else "",

@@ -102,18 +102,20 @@ def _probe_inputs(seed: int, n: int = 4096):
     return acc, mult
 
 
-def probe_mode() -> str | None:
-    """The epilogue whose arithmetic equals ``qops.requantize_ref`` (None: neither)."""
+def probe_mode(rounding: str = "tflite") -> str | None:
+    """The epilogue whose arithmetic equals ``qops.requantize_ref`` for a qop of ``rounding``
+    (None: neither). The qop's shift is TFLite's signed exponent ``e``; the ``half_up``
+    epilogue takes the right shift ``s = 31 - e`` (see :func:`right_shift`)."""
     from generator.frontend import qops
 
     acc, mult = _probe_inputs(1)
     rng = np.random.default_rng(2)
     try:
-        s = rng.integers(33, 50, acc.size).astype(np.int8)
-        ref = qops.requantize_ref(acc, mult, s, 3, -128, 127)
-        if np.array_equal(np.asarray(ref).astype(np.int64),
-                          half_up_fast_np(acc, mult, (s - 32).astype(np.int8), 3, -128, 127)):
-            return "half_up"
+        if rounding == "half_up":
+            e = (-rng.integers(2, 19, acc.size)).astype(np.int8)        # s = 31 - e in 33..49
+            ref = qops.requantize_ref(acc, mult, e, 3, -128, 127, rounding="half_up")
+            fast = half_up_fast_np(acc, mult, (right_shift(e) - 32).astype(np.int8), 3, -128, 127)
+            return "half_up" if np.array_equal(np.asarray(ref).astype(np.int64), fast) else None
         e = (-rng.integers(1, 18, acc.size)).astype(np.int8)
         ref = qops.requantize_ref(acc, mult, e, 3, -128, 127)
         if np.array_equal(np.asarray(ref).astype(np.int64), tflm_np(acc, mult, e, 3, -128, 127)):
@@ -121,3 +123,8 @@ def probe_mode() -> str | None:
     except Exception:  # noqa: BLE001 — a reference with another signature: do not schedule
         return None
     return None
+
+
+def right_shift(exponent: np.ndarray) -> np.ndarray:
+    """The ``half_up`` epilogue's right shift ``s`` for the qop's exponent ``e``: ``31 - e``."""
+    return (31 - np.asarray(exponent).astype(np.int16)).astype(np.int16)
