@@ -103,10 +103,15 @@ class OutTree:
     def is_pemesh_out(self) -> bool:
         return self.mesh_json.is_file()
 
+    def partial_path(self) -> Path:
+        """The sibling folder a compile writes first (see :meth:`partial`)."""
+        root = self.root.resolve()
+        return root.with_name(root.name + ".pemesh-partial")
+
     def partial(self) -> "OutTree":
         """A sibling folder to compile into; :meth:`adopt` moves it into OUT when it succeeded,
         so a failed compile loses nothing and a good one leaves nothing stale behind."""
-        part = OutTree(self.root.with_name(self.root.name + ".pemesh-partial"))
+        part = OutTree(self.partial_path())
         if part.root.exists():
             shutil.rmtree(part.root)
         return part

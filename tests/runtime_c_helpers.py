@@ -20,6 +20,7 @@ from generator.wire import (HOST_ID, Frame, FrameDecoder, FrameType, PongInfo, S
                                  encode, tensor_frames, unpack_error, unpack_pong, unpack_stats)
 from generator.firmware.render import render_pe_app
 from generator.types import AppSpec, TensorSpec
+from tests.markers import needs_arm, needs_gcc, needs_qemu  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "zephyr_app"
@@ -30,11 +31,6 @@ WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 ARM = ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb"]
 PE_ID = 3
 
-needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="needs arm-none-eabi-gcc")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
-                                reason="needs qemu-system-arm")
 
 
 def cc(args: list, timeout: float = 120) -> None:

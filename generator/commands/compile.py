@@ -174,8 +174,11 @@ def check_out_folder(out: Path, *, force: bool) -> None:
         raise UsageError(f"{out} exists and is not a pemesh output folder",
                          hint="choose another -o folder, or pass --force")
     why = unwritable_reason(out, make_parents=True)
+    partial = OutTree(out).partial_path()
+    why = why or unwritable_reason(partial, make_parents=True)
     if why is not None:
-        raise UsageError(f"-o {out}: {why}", hint="choose a folder you can write to")
+        raise UsageError(f"-o {out}: {why}", hint="choose a folder you can write to (pemesh "
+                                                  f"compiles into {partial.name} beside it first)")
 
 
 def compile_command(args) -> int:
@@ -185,7 +188,7 @@ def compile_command(args) -> int:
     from generator.frontend.quantize import quantize_if_qdq
     from generator.partition.plan import parse_replicas
 
-    out = Path(args.out)
+    out = Path(args.out).resolve()       # "-o ." and "-o .." name real folders
     check_out_folder(out, force=args.force)
     mesh = resolve_target(board=args.board, mesh=args.mesh)
     replicas = parse_replicas(getattr(args, "replicas", 1))

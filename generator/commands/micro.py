@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from generator.commands.run import output_path, save_outputs
 from generator.errors import CheckError, RunError, UsageError
 from generator.project_api.client import GeneratedProject, TemplateProject, fill_options
 from generator.project_api.protocol import JSONRPCError, ProjectOption, coerce_option_value
@@ -63,17 +64,19 @@ MODEL_JSON = "model.json"
 
 
 def _one_stage_model(mlf: Path):
-    """The ModelRecord of the pemesh OUT whose only stage ``mlf`` is, else None."""
+    """(ModelRecord, anchor) of the pemesh OUT whose only stage ``mlf`` is, else (None, ...)."""
     from generator.manifest import OutTree, read_manifest
 
     found = OutTree.of_stage_mlf(mlf)
     if found is None:
-        return None
+        return None, "tvm"
     try:
         manifest = read_manifest(found[0].root)
     except UsageError:
-        return None
-    return manifest.model if [s.name for s in manifest.stages] == [found[1]] else None
+        return None, "tvm"
+    if [s.name for s in manifest.stages] != [found[1]]:
+        return None, "tvm"
+    return manifest.model, str(manifest.reference.get("anchor", "tvm"))
 
 
 def _find_reference(mlf: Path) -> Path | None:
@@ -122,22 +125,12 @@ def create_project(args: argparse.Namespace) -> int:
         dest.mkdir()
         for f in sorted(ref.glob("*.npy")):
             shutil.copy2(f, dest / f.name)
-        model = _one_stage_model(mlf)
+        model, anchor = _one_stage_model(mlf)
         if model is not None:       # the model itself: --check computes references for any input
-            (dest / MODEL_JSON).write_text(json.dumps(model.to_json(), indent=2, sort_keys=True))
+            (dest / MODEL_JSON).write_text(json.dumps({**model.to_json(), "anchor": anchor},
+                                                      indent=2, sort_keys=True))
     print(f"generated {project_dir}" + (f" (reference from {ref})" if ref else ""))
     return 0
-
-
-def _load_arrays(paths: Sequence[str]) -> list[np.ndarray]:
-    arrays: list[np.ndarray] = []
-    for p in paths:
-        if p.endswith(".npz"):
-            with np.load(p) as z:
-                arrays += [z[k] for k in sorted(z.files)]
-        else:
-            arrays.append(np.load(p))
-    return arrays
 
 
 def _reference(folder: Path, kind: str) -> list[np.ndarray]:
@@ -161,40 +154,46 @@ def run_project(args: argparse.Namespace) -> int:
                               "with project_type=aot_standalone_demo for 'micro run'")
     ref_dir = Path(args.reference) if args.reference else project_dir / REFERENCE_DIR
     if args.input:
-        inputs = load_items(args.input, spec.inputs)[0]
+        items = load_items(args.input, spec.inputs)
+        if len(items) != 1:
+            raise UsageError(f"micro run takes one input item, --input holds {len(items)}",
+                             hint="use 'pemesh run' for datasets, or pass one item")
+        inputs = items[0]
     else:
         inputs = _reference(ref_dir, "input")
         if not inputs:
             raise UsageError("no inputs", hint=f"pass --input, or put input_0.npy in {ref_dir}")
-    expected = _expected(ref_dir, inputs, bool(args.input)) if args.check else []
+    output = output_path(args.output, len(spec.outputs)) if args.output else None
+    expected, anchor = _expected(ref_dir, inputs, bool(args.input)) if args.check else ([], "")
     with _open_project(project_dir, args.project_option) as project:
         outputs, stats = run_inference(project, inputs, output_specs=spec.outputs)
     for i, out in enumerate(outputs):
         print(f"output {i}: shape {tuple(out.shape)} dtype {out.dtype}")
     print(f"stats: {stats}")
-    if args.output:
-        if args.output.endswith(".npz"):
-            np.savez(args.output, *outputs)
-        else:
-            np.save(args.output, outputs[0])
+    if output is not None:
+        save_outputs(output, outputs, spec.outputs)
+        print(f"output written to {output}")
     if args.check:
+        from generator.verify.check import check_outputs
+
         if len(expected) != len(outputs):
             raise CheckError(f"{len(outputs)} outputs but {len(expected)} references in {ref_dir}",
                              hint="pass --reference with the stage's own reference")
-        for i, (got, want) in enumerate(zip(outputs, expected)):
-            got = got.reshape(want.shape) if got.size == want.size else got
-            if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
-                raise CheckError(f"output {i} differs from the reference in {ref_dir}",
-                                 hint="compare with 'pemesh run --check'")
+        got = [o.reshape(w.shape) if o.size == w.size else o for o, w in zip(outputs, expected)]
+        check_outputs([got], [expected], project_dir, anchor=anchor)
         print("check: outputs match the reference")
     return 0
 
 
-def _expected(ref_dir: Path, inputs: list[np.ndarray], own_input: bool) -> list[np.ndarray]:
-    """Reference outputs for ``inputs``: the stored ones for the stored input; for the user's
-    own input, the model's reference computed for it (as 'pemesh run --check' does)."""
+def _expected(ref_dir: Path, inputs: list[np.ndarray],
+              own_input: bool) -> tuple[list[np.ndarray], str]:
+    """Reference outputs for ``inputs`` and who computed them: the stored ones for the stored
+    input; for the user's own input, the model's anchor run on it (as 'pemesh run --check')."""
     if not own_input:
-        return _reference(ref_dir, "output")
+        anchor = "tvm"
+        if (ref_dir / MODEL_JSON).is_file():
+            anchor = json.loads((ref_dir / MODEL_JSON).read_text()).get("anchor", "tvm")
+        return _reference(ref_dir, "output"), anchor
     from generator.frontend.importers import load_model
     from generator.frontend.quantize import quantize_if_qdq
     from generator.manifest import ModelRecord
@@ -212,7 +211,8 @@ def _expected(ref_dir: Path, inputs: list[np.ndarray], own_input: bool) -> list[
         raise UsageError(f"--check with your own --input needs the model {source}, which is gone",
                          hint="put the model back, or check against the stored reference")
     model = load_model(source, name=rec.name, input_shapes={t.name: t.shape for t in rec.inputs})
-    return run_anchor(quantize_if_qdq(model, source), inputs).outputs
+    run = run_anchor(quantize_if_qdq(model, source), inputs)
+    return run.outputs, run.anchor
 
 
 def micro_command(args: argparse.Namespace) -> int:

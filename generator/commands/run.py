@@ -187,7 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"output written to {output}"
               + (f" ({len(items)} items along the first axis)" if len(items) > 1 else ""))
     if args.check:
-        refs = expected_outputs_for(out, manifest, items, user_inputs=bool(args.input))
+        refs, anchor = expected_outputs_for(out, manifest, items, user_inputs=bool(args.input))
         check_outputs(res.outputs, [refs[k // count] for k in range(len(feed))], tree.run_dir,
-                      anchor=manifest.reference.get("anchor", "tvm"))
+                      anchor=anchor)
     return 0

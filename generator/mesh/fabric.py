@@ -505,7 +505,6 @@ class Fabric:
         for port in self._ports.values():
             if port.conn is None:
                 continue
-            port.decoder.expire(now)            # a truncated frame from the PE: give it up
             if port.inflight and now - port.inflight[0].sent_at >= port.rto:
                 port.retransmissions += len(port.inflight)
                 if self.trace is not None:

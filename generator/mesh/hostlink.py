@@ -312,10 +312,8 @@ class MeshPeLink:
             self._seq = (self._seq + 1) & 0xFFFF
 
     def pump(self, now: float | None = None) -> None:
-        """Send what the window allows; go back N on an ACK timeout; give up a frame from the PE
-        that stopped arriving."""
+        """Send what the window allows; go back N on an ACK timeout."""
         now = time.monotonic() if now is None else now
-        self.decoder.expire(now)
         if self._inflight and now - self._inflight[0][1] >= self.rto:
             log.debug("PE %d link 0: no ACK in %.2f s, resending %d frame(s)", self.pe_id,
                       self.rto, len(self._inflight))

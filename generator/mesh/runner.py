@@ -17,6 +17,7 @@ on Ctrl-C, via ``with``) stops every process and the fabric; it is idempotent.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import logging
 import selectors
 import time
@@ -41,7 +42,7 @@ from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_MACHINES, QEMU_TIC
 from generator.mesh.trace import TraceRecorder
 from generator.types import TensorSpec
 from generator.wire import (HOST_ID, WAIT_CREDIT, WAIT_INPUT, Frame, FrameType, Stats, describe_wait,
-                            ready_count, unpack_ready, unpack_stats)
+                            ready_count, unpack_error, unpack_ready, unpack_stats)
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,8 @@ class MeshRunner:
         self.runs: dict[int, int] = {pe: 0 for pe in plan.pes}
         #: per entry stream (pe, stream): the host's READY credit state (kept across calls)
         self._entry = {(pe, s): _Credit() for r in plan.replicas for pe, s, _ in r.entry}
+        #: (pe, message) of every frame a PE rejected as not from its input's SOURCE
+        self.rejections: list[tuple[int, str]] = []
         self._closed = False
 
     # --- start / stop ---------------------------------------------------------------------------
@@ -376,6 +379,13 @@ class MeshRunner:
             self.stats[pe.id] = _unpack(unpack_stats, frame, pe.id)
             self.runs[pe.id] = self.stats[pe.id].inferences
         elif frame.type == FrameType.ERROR:
+            err = _unpack(unpack_error, frame, pe.id)
+            if err.code == -errno.EPERM and "(from PE" in err.message:
+                # a frame from a PE that is not this input's SOURCE: dropped and counted by the
+                # PE (STATS rx_wrong_source); the run goes on
+                self.rejections.append((pe.id, err.message))
+                log.warning("%s rejected a frame: %s", pe.describe(), err.message)
+                return
             raise pe_error(frame, pe.id, pe.describe(),
                            f"see the PE logs in {self.log_dir or 'the run folder'}")
         elif frame.type == FrameType.LOG:
@@ -491,6 +501,8 @@ class MeshRunner:
                         self.stats[link.pe_id] = _unpack(unpack_stats, frame, link.pe_id)
                         self.runs[link.pe_id] = self.stats[link.pe_id].inferences
                         fresh.add(link.pe_id)
+                    else:       # READY credits, LOG, ...: not lost for the next inferences
+                        self._on_frame(link, frame, self._entry, {})
         missing = sorted(set(self.links) - fresh)
         if missing:
             log.warning("no STATS from PE(s) %s within %g s", missing, timeout)

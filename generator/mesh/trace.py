@@ -6,8 +6,8 @@ The file opens in Perfetto (ui.perfetto.dev, "Open trace file") and chrome://tra
   compute: it ends where the PE's first output of that run leaves it and lasts the run's
   cycles on the PE's own clock (SysTick ticks of 80 ns under QEMU, nanoseconds on a host PE);
 - process "mesh links": a thread per directed link with an "X" event per frame crossing it
-  (its duration the frame's bytes at the link's modeled rate), and instant events ("ph": "i")
-  for retransmissions and injected drops on a PE's link;
+  (its duration the frame's bytes at the link's modeled rate); retransmissions and injected
+  drops on a PE's link are instant events ("ph": "i") on that PE's track;
 - process "host links": a thread per PE's link 0 with the host's sends and receives.
 
 Timestamps are microseconds of host time since the run began (the PEs' clocks are emulated;

@@ -7,8 +7,9 @@
 
 TVM's own run of the imported model (:func:`generator.verify.reference.run_reference`) is a
 debugging aid and the last resort: it is used only when the anchor cannot run the model (a model
-built in memory, an anchor that is not installed, shapes fixed with ``--input-shape`` that the
-file does not declare), and the manifest then says so.
+built in memory, an anchor that is not installed, or one that refuses the model or its inputs,
+e.g. shapes fixed with ``--input-shape`` that a TFLite file does not declare), and the manifest
+then says so.
 
 Integer outputs must equal the anchor's, up to :data:`INT_STEPS` quantization steps: 0 for
 TFLite Micro (pemesh does its fixed-point arithmetic); 2 for LiteRT (it rounds requantization
@@ -112,6 +113,8 @@ def run_anchor(model: ImportedModel, inputs: Sequence[np.ndarray]) -> AnchorRun:
             return AnchorRun(_shaped(_torch(path, inputs), model), "torch")
         except ImportError:
             tried.append("torch is not installed")
+        except Exception as err:  # noqa: BLE001 - torch cannot run the program: say it, go on
+            tried.append(f"torch could not run it ({type(err).__name__}: {str(err).strip()[:200]})")
     else:
         tried.append("the model is not a file pemesh can hand to its runtime")
     note = "; ".join(tried)

@@ -21,27 +21,20 @@ from generator.manifest import Manifest, read_reference
 log = logging.getLogger(__name__)
 
 
-def expected_outputs(out: Path, manifest: Manifest, inputs: Sequence[np.ndarray],
-                     user_inputs: bool) -> list[np.ndarray]:
-    """The reference outputs for ``inputs`` (stored ones unless the user gave the inputs)."""
-    if not user_inputs:
-        return read_reference(out, manifest, "outputs")
-    from generator.verify.anchors import run_anchor
-
-    return run_anchor(_model_of(manifest), list(inputs)).outputs
-
-
 def expected_outputs_for(out: Path, manifest: Manifest,
                          items: Sequence[Sequence[np.ndarray]],
-                         user_inputs: bool) -> list[list[np.ndarray]]:
-    """The reference outputs of every input item (the stored ones for the stored input; the
-    model imported once and run per item for the user's own inputs)."""
+                         user_inputs: bool) -> tuple[list[list[np.ndarray]], str]:
+    """The reference outputs of every input item and the anchor that computed them (the
+    stored ones for the stored input; for the user's own inputs, the model imported once and
+    its anchor run per item)."""
     if not user_inputs:
-        return [expected_outputs(out, manifest, items[0], user_inputs=False)]
+        return ([read_reference(out, manifest, "outputs")],
+                str(manifest.reference.get("anchor", "tvm")))
     from generator.verify.anchors import run_anchor
 
     model = _model_of(manifest)
-    return [run_anchor(model, list(item)).outputs for item in items]
+    runs = [run_anchor(model, list(item)) for item in items]
+    return [r.outputs for r in runs], runs[0].anchor
 
 
 def _model_of(manifest: Manifest):

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests import paths
 from generator.cli import main
+from tests.markers import needs_arm
 
 ROOT = paths.REPO
 MODEL = ROOT / "examples" / "tiny_cnn.onnx"
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed")
 
 
 def _tree(root: Path) -> dict[str, bytes]:

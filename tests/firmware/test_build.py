@@ -26,11 +26,10 @@ from generator.errors import DoesNotFitError, ToolchainError, UsageError
 from generator.paths import runtime_dir
 from generator.firmware.toolchain import (APT_HINT, ImageSizes, elf_sizes, find_arm_toolchain, find_qemu,
                                  find_zephyr_workspace, parse_berkeley_size)
+from tests.markers import needs_arm
 
 FIXTURE = paths.FIXTURES / "build_demo"
 APP = FIXTURE / "app"
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed")
 
 
 @pytest.fixture(scope="module")

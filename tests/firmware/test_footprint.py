@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
@@ -19,9 +18,8 @@ from generator.boards.catalog import load_pe_kind
 from generator.cli import main
 from tests import paths
 from tests.model_zoo import ZOO, save
+from tests.markers import needs_arm
 
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed")
 
 
 def _stack_bytes() -> int:

@@ -26,13 +26,9 @@ from generator.mesh.launch import launch
 from generator.types import AppSpec, Route, TensorSpec
 
 from tests.out_tree import write_test_manifest
+from tests.markers import needs_arm, needs_qemu
 
 FIXTURES = paths.FIXTURES
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed")
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm / arm-none-eabi-gcc not installed")
 
 
 # --- a mesh OUT/ of demo-model stages --------------------------------------------------------
@@ -122,15 +118,6 @@ def test_pack_equals_compiled_pe_config(tmp_path, spec, cc):
     assert cfg.role == stamp.ROLE_VALUES[spec.role]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.pe_name)
-def test_pack_agrees_with_messaging(spec):
-    """generator.wire has its own packer (for the C runtime tests); both follow §6."""
-    from generator import wire as messaging
-    if not hasattr(messaging, "pack_pe_config"):
-        pytest.skip("generator.wire has no pack_pe_config")
-    cfg = messaging.PeConfig(spec.pe_id, stamp.ROLE_VALUES[spec.role],
-                             tuple((r.kind, r.a, r.pe, r.b) for r in spec.routes), spec.flags)
-    assert messaging.pack_pe_config(cfg) == stamp.pack_pe_config(spec)
 
 
 def test_pack_layout_by_hand():

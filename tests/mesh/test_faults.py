@@ -7,7 +7,6 @@ Outputs are checked against onnxruntime (the model's anchor), input by input.
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import onnx
@@ -17,12 +16,10 @@ from onnx import TensorProto, helper, numpy_helper
 from generator.cli import main
 from generator.mesh.fabric import READY, Faults
 from generator.mesh.runner import MeshRunner, load_plan
+from tests.markers import needs_qemu
 
 LAYERS = 12
 WIDTH = 48
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm / arm-none-eabi-gcc not installed")
 
 
 def deep_mlp() -> onnx.ModelProto:

@@ -20,10 +20,8 @@ from generator.mesh.launch import (HOST_PTY_RE, QEMU_PTY_RE, PeProcess, launch, 
 from generator.types import TensorSpec
 
 from tests.firmware.test_build import APP, FIXTURE, make_out  # noqa: E402
+from tests.markers import needs_qemu
 
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm / arm-none-eabi-gcc not installed")
 Y_SPEC = [TensorSpec("y", (1, 70), "float32")]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -21,19 +20,11 @@ from generator.cli import main
 from generator.errors import RunError
 from generator.mesh.fabric import Faults
 from generator.mesh.runner import MeshRunner, load_plan, summary
-from generator.paths import runtime_dir
+from tests.markers import needs_qemu
 
 ROOT = paths.REPO
 MODEL = ROOT / "examples" / "tiny_cnn.onnx"
 
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm / arm-none-eabi-gcc not installed")
-
-
-def _host_port_has_link1() -> bool:
-    port = Path(runtime_dir()) / "ports" / "host" / "port.c"
-    return port.is_file() and "link1" in port.read_text()
 
 
 def _compile(out: Path, backend: str, *extra: str, mesh: str = "qemu4") -> Path:
@@ -44,8 +35,6 @@ def _compile(out: Path, backend: str, *extra: str, mesh: str = "qemu4") -> Path:
 
 @pytest.fixture(scope="module")
 def qemu_out(tmp_path_factory):
-    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("qemu-system-arm / arm-none-eabi-gcc not installed")
     return _compile(tmp_path_factory.mktemp("mesh") / "out", "baremetal", "--replicas", "2")
 
 
@@ -169,7 +158,6 @@ def test_qemu_mesh_run_command(qemu_out, capsys):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(not _host_port_has_link1(), reason="the host port has no --link1 yet")
 def test_host_mesh_run(tmp_path):
     out = _compile(tmp_path / "out", "host", "--replicas", "2")
     plan = load_plan(out)

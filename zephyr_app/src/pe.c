@@ -490,11 +490,14 @@ int pemesh_pe_main(void)
 		size_t total = 0u;
 
 		for (uint8_t l = 0; l < links; l++) {
+			uint64_t now = pemesh_cycles(); /* before the read: what came since is read */
 			size_t n = pemesh_link_read(l, pe->rx_chunk, sizeof(pe->rx_chunk));
 
 			if (n > 0u) {
 				pemesh_pe_feed_link(pe, l, pe->rx_chunk, n);
 				total += n;
+			} else {
+				pemesh_pe_expire(pe, l, now);
 			}
 		}
 		pemesh_pe_tick(pe, pemesh_cycles());

@@ -92,13 +92,16 @@ static void pemesh_pe_send_ready(struct pemesh_pe *pe, struct pemesh_pe_route *r
 	rt->ready_at = pemesh_cycles();
 }
 
+void pemesh_pe_expire(struct pemesh_pe *pe, uint8_t link, uint64_t now)
+{
+	if (link < PEMESH_PE_RX_LINKS && pe->byte_timeout != 0u &&
+	    pemesh_decoder_pending(&pe->rx[link]) != 0u && now - pe->rx_at[link] >= pe->byte_timeout) {
+		(void)pemesh_decoder_abandon(&pe->rx[link]);
+	}
+}
+
 void pemesh_pe_tick(struct pemesh_pe *pe, uint64_t now)
 {
-	for (uint8_t l = 0; l < PEMESH_PE_RX_LINKS && pe->byte_timeout != 0u; l++) {
-		if (pemesh_decoder_pending(&pe->rx[l]) != 0u && now - pe->rx_at[l] >= pe->byte_timeout) {
-			(void)pemesh_decoder_abandon(&pe->rx[l]);
-		}
-	}
 	if (pe->role != PEMESH_ROLE_STAGE || pe->init_status != 0 || pe->ready_period == 0u) {
 		return;
 	}

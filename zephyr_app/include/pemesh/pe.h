@@ -128,10 +128,16 @@ void pemesh_pe_feed_link(struct pemesh_pe *pe, uint8_t link, const uint8_t *data
  * @brief Time-driven work (exposed for tests; pemesh_pe_main() calls it on every pass): in
  * role STAGE, an input from another PE that is still empty a READY period after its last
  * READY sends that READY again (the period doubling up to 32x while it stays empty), so a
- * READY lost on the mesh cannot stall the pipeline. In every role, a link whose partly
- * received frame got no byte for PEMESH_BYTE_TIMEOUT_MS has that frame abandoned.
+ * READY lost on the mesh cannot stall the pipeline.
  */
 void pemesh_pe_tick(struct pemesh_pe *pe, uint64_t now);
+
+/**
+ * @brief After a read of @p link that returned nothing at time @p now (taken before the read):
+ * a frame partly received on it whose last byte is PEMESH_BYTE_TIMEOUT_MS old is abandoned
+ * (its sender stopped: bytes that came meanwhile would have been read). Any role.
+ */
+void pemesh_pe_expire(struct pemesh_pe *pe, uint8_t link, uint64_t now);
 
 /** @brief pemesh_pe_feed_link() on the host link (link 0). */
 void pemesh_pe_feed(struct pemesh_pe *pe, const uint8_t *data, size_t len);
