@@ -90,7 +90,7 @@ def tensor_bytes(x: np.ndarray, bias: np.ndarray, first_seq: int,
 
 
 class HostSide:
-    """The host end of link 0, over a pyserial port (self-contained; generator/hostlink.py is the
+    """The host end of link 0, over a pyserial port (self-contained; generator/mesh/hostlink.py is the
     product's version)."""
 
     def __init__(self, port, pe_id: int = HOST_ID):

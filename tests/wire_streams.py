@@ -1,4 +1,4 @@
-"""Seeded random byte streams for the frame decoders (tests/test_messaging.py checks the Python
+"""Seeded random byte streams for the frame decoders (tests/test_wire.py checks the Python
 decoder on them, tests/test_runtime_c.py checks the C decoder against the Python one): good
 frames mixed with truncated frames, garbage (sync bytes and fake headers included), frames
 with bad chunk fields and frames with flipped bits."""

@@ -1,6 +1,6 @@
 """Accelerator offload: which int8 steps run on a PE's MAC array, and the C that calls it.
 
-A step is offloadable when its PrimFunc is a qop of ``generator/quantize.py`` (attribute
+A step is offloadable when its PrimFunc is a qop of ``generator/frontend/quantize.py`` (attribute
 ``pemesh.qop``) and the PE kind's :class:`~generator.boards.catalog.Accelerator` supports it:
 
 * kinds: ``conv2d`` (groups 1), ``depthwise_conv2d`` (groups = in_c = out_c), ``dense``

@@ -87,7 +87,7 @@ def const_value(expr) -> np.ndarray:
     return data.numpy() if hasattr(data, "numpy") else np.asarray(data)
 
 
-#: the former name, still imported by generator/quantize.py
+#: the former name, still imported by generator/frontend/quantize.py
 _const_value = const_value
 
 

@@ -179,7 +179,7 @@ def emit_stage(pm: PreparedModel, stage_name: str, steps: list[int], input_tids:
     ``input_tids`` and writing ``output_tids`` (with the given io TensorSpecs).
 
     ``accelerator`` (a ``boards.Accelerator``): int8 steps it supports call the
-    ``pemesh_accel_*`` wrappers instead of TVM code (``generator/accel.py``)."""
+    ``pemesh_accel_*`` wrappers instead of TVM code (``generator/aot/accel.py``)."""
     from generator.aot import emit
 
     decisions = ()

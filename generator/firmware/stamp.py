@@ -5,7 +5,7 @@ section ``.pemesh_config``, ``include/pemesh/config.h``) differs per PE. So ``pe
 links one image per stage and, for every other PE of the stage, copies the ELF (and its flash
 ``.bin``) and overwrites those 128 bytes with the PE's own block — checked here and packed by
 :func:`generator.wire.pack_pe_config` from the PE's :class:`~generator.types.AppSpec`, byte
-for byte what the generated ``src/pe_config.c`` compiles to (tests/test_stamp.py checks that
+for byte what the generated ``src/pe_config.c`` compiles to (tests/firmware/test_stamp.py checks that
 against arm-none-eabi-gcc and gcc).
 
 Layout (little-endian): 0 u32 magic ``0x434D4550`` ("PEMC"), 4 u16 version 1, 6 u16 pe_id,

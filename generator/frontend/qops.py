@@ -5,8 +5,8 @@ requantizes it exactly as TFLite (Micro) does: a Q31 multiplier and an exponent 
 QuantizeMultiplier, then MultiplyByQuantizedMultiplier (a rounding doubling high multiply and a
 rounding right shift, both half away from zero). An ``add`` qop is TFLite's int8 ADD (two-input
 rescale with left shift 20), an ``avgpool`` qop TFLite's int8 AVERAGE_POOL_2D (sum over the
-in-bounds window, divided rounding half away from zero). See ``generator/quantize.py``, which
-builds qops from QDQ chains, and ``generator/accel.py``, which offloads conv/dense qops. Split
+in-bounds window, divided rounding half away from zero). See ``generator/frontend/quantize.py``, which
+builds qops from QDQ chains, and ``generator/aot/accel.py``, which offloads conv/dense qops. Split
 out of ``quantize.py``; import these names from there.
 """
 

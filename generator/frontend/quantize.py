@@ -19,11 +19,11 @@ scale ≈ x_scale·w_scale) or float. Everything else raises :class:`Unsupported
 the ONNX node (:func:`check_onnx_qdq`) or the Relax binding.
 
 Each qop PrimFunc carries the attribute ``pemesh.qop`` (JSON: kind, geometry, zero points,
-clamp) and ``op_pattern`` = opaque, so fusion keeps it one step: ``generator/accel.py`` reads the
+clamp) and ``op_pattern`` = opaque, so fusion keeps it one step: ``generator/aot/accel.py`` reads the
 attribute to offload the step. Its accumulator is a one-element buffer per output element (no
 int32 temporary of the output size in the arena). NHWC convs become NCHW qops with a
 ``permute_dims`` where the graph enters/leaves a run of qops. The qop TIR and the fixed-point
-helpers live in ``generator/qops.py`` (re-exported here).
+helpers live in ``generator/frontend/qops.py`` (re-exported here).
 
 Scales left at float boundaries are snapped to C-exact float32 (:func:`snap_scales`).
 """

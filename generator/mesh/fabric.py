@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: READY (CONTRACTS §6); messaging.FrameType gains it with the mesh runtime
+#: READY (CONTRACTS §6); wire.FrameType has it
 READY = int(getattr(FrameType, "READY", 9))
 DEFAULT_RX_WINDOW = 3
 #: seconds before unacknowledged TENSOR frames are sent again (doubled while no ACK comes)

@@ -248,7 +248,7 @@ class HostLink:
 
 # --- the host in a mesh (CONTRACTS §6) ------------------------------------------------------------
 
-#: READY (CONTRACTS §6); messaging.FrameType gains it with the mesh runtime
+#: READY (CONTRACTS §6); wire.FrameType has it
 READY = int(getattr(FrameType, "READY", 9))
 #: seconds before the host sends unacknowledged TENSOR frames again (doubled while no ACK comes)
 MESH_RTO = 0.5
@@ -362,7 +362,7 @@ class MeshPeLink:
 
 
 def _encode_any(frame: Frame) -> bytes:
-    """Encode a frame whose type may be newer than messaging.FrameType (READY)."""
+    """Encode a frame whose type may be newer than wire.FrameType (READY)."""
     try:
         return encode(frame, max(MAX_PAYLOAD, len(frame.payload)))
     except ValueError:

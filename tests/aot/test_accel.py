@@ -1,4 +1,4 @@
-"""Accelerator offload (generator/accel.py): int8 steps call the pemesh_accel_* wrappers.
+"""Accelerator offload (generator/aot/accel.py): int8 steps call the pemesh_accel_* wrappers.
 
 Stages compiled for ``qemu_cortex_m3_mac`` run on the host harness with the runtime's
 ``accel_sw.c``; outputs equal the TVM integer reference bit for bit, and the wrapper's counters

@@ -1,4 +1,4 @@
-"""Stamping PE identities (generator/stamp.py): the 128 bytes packed in Python equal what the
+"""Stamping PE identities (generator/firmware/stamp.py): the 128 bytes packed in Python equal what the
 generated pe_config.c compiles to; stamped images equal images built directly from each PE's own
 app, byte for byte (ELF and .bin); images that cannot be stamped are refused; a stamped PE
 answers with its own id (host process, and QEMU)."""

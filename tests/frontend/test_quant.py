@@ -1,4 +1,4 @@
-"""int8 QDQ models: the QDQ → integer rewrite (generator/quantize.py), on the host harness.
+"""int8 QDQ models: the QDQ → integer rewrite (generator/frontend/quantize.py), on the host harness.
 
 The integer graph's C must equal the TVM host reference of the *same integer graph* bit for bit;
 that reference must be within one quantization step of onnxruntime's QDQ result (the rewrite

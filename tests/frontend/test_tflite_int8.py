@@ -1,7 +1,7 @@
 """Full-integer TFLite models as int8 compute (issue 5).
 
 TVM's Relax TFLite frontend imports a quantized model as dequantize → float op → quantize (→ an
-integer clip for a fused RELU/RELU6), NHWC; ``generator/quantize.py`` folds those chains into the
+integer clip for a fused RELU/RELU6), NHWC; ``generator/frontend/quantize.py`` folds those chains into the
 same integer qops as ONNX QDQ (NCHW, transposes only where the graph leaves the qops). Checks:
 the C equals the TVM reference of the integer graph bit for bit (CPU-only and offloaded), and
 that reference is within one output quantization step of the TFLite interpreter (ai-edge-litert).

@@ -1,10 +1,10 @@
-"""The fabric (generator/fabric.py) against small Python test peers over real unix sockets: XY
+"""The fabric (generator/mesh/fabric.py) against small Python test peers over real unix sockets: XY
 routing and per-link counters, ACKs consumed as credits, the rx_window, go-back-N retransmission,
 order of control frames behind TENSOR frames, fault injection, per-hop delay and a clean stop.
 
 The peers implement the receiving rule of CONTRACTS §6 (accept TENSOR frames from a source only in
 seq order; re-ACK duplicates; drop gaps unACKed) — they are test peers, not the PE runtime (which
-tests/test_meshrun.py runs for real)."""
+tests/mesh/test_runner.py runs for real)."""
 
 from __future__ import annotations
 

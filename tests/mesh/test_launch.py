@@ -184,7 +184,7 @@ def test_run_command_qemu_check(tmp_path, capsys):
     assert (out / "run" / "pe0.log").is_file()
 
 
-# --- with the renderer (generator/render.py) and the demo model ------------------------------
+# --- with the renderer (generator/firmware/render.py) and the demo model ------------------------------
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("backend", ["host", pytest.param("baremetal", marks=[needs_qemu,

@@ -1,4 +1,4 @@
-"""Real mesh runs (generator/meshrun.py): ``pemesh compile examples/tiny_cnn.onnx --mesh qemu4``
+"""Real mesh runs (generator/mesh/runner.py): ``pemesh compile examples/tiny_cnn.onnx --mesh qemu4``
 (two pipeline stages, two replicas), built and run on QEMU (and as host processes where the host
 port has its mesh link), with the fabric routing between the PEs: outputs equal onnxruntime's and
 come back in input order; injected garbage and bit flips are counted and do not corrupt outputs;

@@ -412,11 +412,13 @@ static void pemesh_pe_frame_single(struct pemesh_pe *pe, const struct pemesh_fra
 			pemesh_pe_ack(pe, PEMESH_LINK_HOST, f);
 			break;
 		}
+		if (pemesh_pe_consume(pe, PEMESH_LINK_HOST, f) != 0) {
+			break; /* rejected (e.g. after a gap): its resend is not a duplicate */
+		}
 		pe->host_rx_any = 1u;
 		pe->host_rx_src = f->src;
 		pe->host_rx_seq = f->seq;
-		if (pemesh_pe_consume(pe, PEMESH_LINK_HOST, f) == 0 &&
-		    pemesh_pe_inputs_complete(pe)) {
+		if (pemesh_pe_inputs_complete(pe)) {
 			pemesh_pe_infer_single(pe, f->src);
 		}
 		break;

@@ -3,7 +3,7 @@
  *
  * The ML accelerator driver contract: the pemesh_accel_* C wrappers that AOT-generated code
  * calls for int8 conv2d / depthwise conv2d / dense steps offloaded to a PE's 4x16 MAC array
- * (generator/accel.py decides and emits the calls; see docs there).
+ * (generator/aot/accel.py decides and emits the calls; see docs there).
  *
  * What one call computes, for every output element (o = output channel / column):
  *
@@ -15,7 +15,7 @@
  * h = SaturatingRoundingDoublingHighMul(x, multiplier) (the high 32 bits of 2*x*multiplier,
  * rounded half away from zero), v = RoundingDivideByPOT(h, max(-shift, 0)) (half away from
  * zero); then a clamp that also applies a fused ReLU / ReLU6 / Clip. This is bit-exactly what
- * the TVM code of the same step (generator/qops.py) computes.
+ * the TVM code of the same step (generator/frontend/qops.py) computes.
  *
  * Buffers:
  *  - activations: int8, NCHW (conv) or [rows][in_features] (dense), the graph's layout; the
