@@ -124,6 +124,8 @@ class AppSpec:
     model_name: str = ""                # the model's name, for the EEMBC "name" reply
     #: host protocol eembc on a mesh's entry PE: the model outputs the exit PEs send it
     eembc_results: tuple[TensorSpec, ...] = ()
+    #: host protocol eembc: (output name, scale, zero point) of quantized model outputs
+    dequant: tuple[tuple[str, float, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +138,7 @@ class AppSpec:
             "defines": list(self.defines), "host_protocol": self.host_protocol,
             "model_name": self.model_name,
             "eembc_results": [t.to_json() for t in self.eembc_results],
+            "dequant": [list(d) for d in self.dequant],
         }
 
     @classmethod
@@ -149,4 +152,5 @@ class AppSpec:
             routes=tuple(Route.from_json(r) for r in d.get("routes", ())),
             flags=int(d.get("flags", 0)), defines=tuple(d.get("defines", ())),
             host_protocol=d.get("host_protocol", "pemesh"), model_name=d.get("model_name", ""),
-            eembc_results=tuple(TensorSpec.from_json(t) for t in d.get("eembc_results", ())))
+            eembc_results=tuple(TensorSpec.from_json(t) for t in d.get("eembc_results", ())),
+            dequant=tuple((str(n), float(sc), int(zp)) for n, sc, zp in d.get("dequant", ())))

@@ -82,6 +82,9 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
         raise _named_by_source(err, model) from None
     t_plan = time.perf_counter()
     protocol = host_protocol_specs(plan.pes, plan.replicas, model.outputs, host_protocol)
+    #: how a quantized model output is dequantized (m-results of the EEMBC protocol)
+    dequant = tuple((n, sc, zp) for n, (sc, zp) in sorted(model.meta.get("output_quant",
+                                                                         {}).items()))
 
     pm = plan.prepared
     last = len(plan.stages) - 1
@@ -120,7 +123,8 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
         spec = AppSpec(pe_name=p.name, pe_id=p.id, board=board, stage=st.name,
                        inputs=st.inputs, outputs=st.outputs, workspace_size=st.workspace_size,
                        model_dir=f"../../{rec.model_dir}", role="stage",
-                       model_name=model.name, **protocol[p.id])
+                       model_name=model.name, dequant=dequant if host_protocol == "eembc" else (),
+                       **protocol[p.id])
         render_pe_app(spec, tree.root / app.app)
         pes.append(app)
     render_workspace(tree.root, OutTree.runtime_rel)

@@ -213,6 +213,11 @@ _DEFINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=[^\s\"'\\]*)?$")
 
 
 def app_context(spec: AppSpec) -> dict[str, Any]:
+    dequant = {name: (scale, zp) for name, scale, zp in spec.dequant}
+    return _app_context(spec, dequant)
+
+
+def _app_context(spec: AppSpec, dequant: dict[str, tuple[float, int]]) -> dict[str, Any]:
     """The template context for one PE app (validated; raises UsageError)."""
     _validate(spec)
     for d in spec.defines:
@@ -235,7 +240,9 @@ def app_context(spec: AppSpec) -> dict[str, Any]:
         "eembc_mesh": bool(spec.eembc_results),
         "eembc_outputs": [{"dtype": _EEMBC_DTYPES.get(t.dtype, "PEMESH_EEMBC_F32"),
                            "count": t.num_elements, "size": t.nbytes,
-                           "name": _comment_safe(t.name)}
+                           "name": _comment_safe(t.name),
+                           "scale": f"{dequant.get(t.name, (1.0, 0))[0]:.9e}",
+                           "zero_point": dequant.get(t.name, (1.0, 0))[1]}
                           for t in (spec.eembc_results or spec.outputs)],
         "inputs": [_tensor_context(t, spec.stage, "in") for t in spec.inputs],
         "outputs": [_tensor_context(t, spec.stage, "out") for t in spec.outputs],

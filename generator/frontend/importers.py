@@ -431,7 +431,19 @@ def _load_tflite(path: Path, name: str, fixed: dict[str, Shape]) -> ImportedMode
         inputs=tuple(TensorSpec(n, s, d) for n, (s, d) in zip(in_names, in_types)),
         outputs=tuple(TensorSpec(n, s, d) for n, (s, d) in zip(out_names, out_types)),
         meta={"tflite_schema_version": int(model.Version()),
+              "output_quant": _output_quant(sg, out_names),
               **({"hybrid_weights_dequantized": n_hybrid} if n_hybrid else {})})
+
+
+def _output_quant(sg: Any, names: Sequence[str]) -> dict[str, tuple[float, int]]:
+    """``{output name: (scale, zero point)}`` of the model's per-tensor quantized outputs (what
+    dequantizes them, e.g. for the MLPerf Tiny runner's m-results)."""
+    out = {}
+    for name, idx in zip(names, sg.OutputsAsNumpy()):
+        q = sg.Tensors(int(idx)).Quantization()
+        if q is not None and q.ScaleLength() == 1 and q.ZeroPointLength() == 1:
+            out[name] = (float(q.Scale(0)), int(q.ZeroPoint(0)))
+    return out
 
 
 _Q_ACT = {"INT8": "int8", "UINT8": "uint8"}

@@ -295,3 +295,34 @@ def test_eembc_replicas_each_return_to_their_own_entry(tmp_path):
                                                   for e in r["entry"])]
     assert others and all(a["host_protocol"] == "pemesh" and not a["eembc_results"]
                           for a in others)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("gcc"), reason="needs gcc")
+def test_int8_outputs_are_dequantized_in_m_results(tmp_path):
+    """A full-integer TFLite model (int8 output): m-results-[...] prints the dequantized
+    output, (q - zero point) * scale with the model's own output quantization, as the MLPerf
+    Tiny runner expects; the int8 values are TFLite Micro's."""
+    pytest.importorskip("tflite_micro", reason="tflite-micro is not installed")
+    from tests import tflite_int8_zoo as tz
+    from generator.frontend.importers import load_model
+    from generator.verify.anchors import run_anchor
+
+    path = tz.make("tfl_small_int8_io", tmp_path)
+    out = tmp_path / "out"
+    assert main(["compile", str(path), "-o", str(out), "--host-protocol", "eembc"]) == 0
+    assert main(["build", str(out), "--backend", "host"]) == 0
+    model = load_model(path)
+    (scale, zp), = model.meta["output_quant"].values()
+    assert scale != 1.0
+    x = np.load(out / "reference" / "input_0.npy")
+    want_q = run_anchor(model, [x]).outputs[0].reshape(-1)
+    with serving(out, "--platform", "host") as links:
+        dut = EembcDut(links["pe0"]["pty"])
+        try:
+            dut.flush()
+            dut.load(x.tobytes())
+            got = np.array(parse_results(dut.infer(1, 0)), dtype=np.float64)
+        finally:
+            dut.close()
+    want = (want_q.astype(np.float64) - zp) * scale
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-4 * max(1.0, float(np.abs(want).max())))
