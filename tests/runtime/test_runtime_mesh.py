@@ -17,7 +17,8 @@ import pytest
 
 from generator.wire import (FLAG_HOST_OUTPUTS, HOST_ID, Frame, FrameDecoder, FrameType,
                                  PongInfo, Stats, encode, pack_ready, tensor_frames, unpack_ack,
-                                 unpack_error, unpack_pong, unpack_ready, unpack_stats)
+                                 unpack_error, unpack_pong, unpack_ready, unpack_stats,
+                                 ready_count)
 from generator.firmware.render import render_pe_app
 from generator.types import AppSpec, Route
 from tests.runtime_c_helpers import (FIXTURES, HOST_PORT, PE_ID, WARN, HostSide, app_sources,
@@ -102,8 +103,9 @@ def test_stage_routes_credits_and_seq_order(demo_app, tmp_path):
         (1, _from(9, A_ID, FrameType.READY, payload=pack_ready(0))              # 4: unknown PE
          + _from(B_ID, A_ID, FrameType.READY, payload=pack_ready(1))           #    wrong stream
          + _from(B_ID, 7, FrameType.TENSOR, payload=bytes(4))                  #    not for A
-         + _from(B_ID, A_ID, FrameType.READY, payload=pack_ready(0))),         #    credit for B
-        (1, _from(C_ID, A_ID, FrameType.READY, payload=pack_ready(1))),        # 5: credit for C
+         + _from(B_ID, A_ID, FrameType.READY, payload=pack_ready(0, 0))       #    stale count
+         + _from(B_ID, A_ID, FrameType.READY, payload=pack_ready(0, 1))),      #    credit for B
+        (1, _from(C_ID, A_ID, FrameType.READY, payload=pack_ready(1, 1))),     # 5: credit for C
         (0, _from(HOST_ID, A_ID, FrameType.STATS)),                            # 6: STATS request
     ]
     events = run_scripted(exe, segments)
@@ -129,6 +131,8 @@ def test_stage_routes_credits_and_seq_order(demo_app, tmp_path):
         want += [(0, "TENSOR", HOST_ID, 1), (0, "STATS", HOST_ID, 0)]
         assert _kinds(rest) == want
         assert [unpack_ready(f.payload) for _, f in rest[:2]] == [0, 1]
+        counts = {ready_count(f.payload) for _, f in rest[:2]}     # tensors consumed so far
+        assert len(counts) == 1 and counts.pop() >= 1
         seqs = {}
         for i, (dst, _) in enumerate(to):
             chunks = [f for _, f in rest[2 + 2 * i:4 + 2 * i]]
@@ -154,8 +158,9 @@ def test_stage_routes_credits_and_seq_order(demo_app, tmp_path):
     # run 3's inputs arrive, are ACKed, but the PE does not run (its outputs are busy)
     assert acks(seen[3]) == [6, 7, 8]
     assert _kinds(seen[3]) == [(0, "ACK", HOST_ID, s) for s in (0, 0, 1)]
-    # READY from an unknown PE / for the wrong stream / a frame for PE 7: nothing; then B's
-    # credit releases run 2's output 0 to B only (C still has none: no run 3 yet)
+    # READY from an unknown PE / for the wrong stream / a frame for PE 7 / for the tensor A
+    # already sent (count 0: B has had one): nothing; then B's credit (count 1) releases run
+    # 2's output 0 to B only (C still has none: no run 3 yet)
     out2, _ = demo_reference(*runs[1])
     assert _kinds(seen[4]) == [(1, "TENSOR", B_ID, 0)] * 2
     assert [f.seq for _, f in seen[4]] == [2, 3]
@@ -172,6 +177,7 @@ def test_stage_routes_credits_and_seq_order(demo_app, tmp_path):
     stats = unpack_stats(seen[6][0][1].payload)
     assert (stats.inferences, stats.rx_duplicates, stats.rx_gaps, stats.ready_sent,
             stats.ready_received, stats.credit_stalls, stats.rx_dropped) == (3, 1, 1, 6, 2, 1, 3)
+    assert stats.ready_stale == 1 and stats.ready_resent == 0    # scripted time: no resends
     assert stats.tx_frames == sum(1 for e in events if e[0] == "W") - 1
 
 
