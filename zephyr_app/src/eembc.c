@@ -224,7 +224,8 @@ static void pemesh_eembc_results(struct pemesh_eembc *e)
 
 static void pemesh_eembc_timestamp(struct pemesh_eembc *e)
 {
-	const uint64_t cps = PEMESH_CYCLES_PER_SEC;
+	const uint64_t cps = pemesh_cycles_per_second() != 0u ? pemesh_cycles_per_second()
+							       : PEMESH_CYCLES_PER_SEC;
 	uint64_t c = pemesh_cycles();
 	/* whole seconds and the rest apart: exact for 12.5 MHz, no overflow for years */
 	uint64_t us = (c / cps) * 1000000u + ((c % cps) * 1000000u) / cps;

@@ -46,8 +46,9 @@
 #define PEMESH_HOST_EEMBC 0
 #endif
 
-/** pemesh_cycles() per second: the system clock under Zephyr, nanoseconds on the host port,
- * SysTick ticks (12.5 MHz under QEMU's lm3s6965evb) on the bare-metal port. */
+/** pemesh_cycles() per second when a port's pemesh_cycles_per_second() says 0 (a scripted test
+ * port): the system clock under Zephyr, nanoseconds on the host port, else 12.5 MHz. Ports
+ * report their own rate (mps2-an386: 25 MHz), which wins. */
 #ifndef PEMESH_CYCLES_PER_SEC
 #if defined(CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC)
 #define PEMESH_CYCLES_PER_SEC ((uint32_t)CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC)
