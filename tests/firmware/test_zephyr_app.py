@@ -133,7 +133,7 @@ def test_eembc_app_files(tmp_path):
     assert "CONFIG_PEMESH_HOST_PROTOCOL_EEMBC=y" in (app / "prj.conf").read_text()
     assert "src/pe_eembc.c" in (app / "CMakeLists.txt").read_text()
     c = (app / "src" / "pe_eembc.c").read_text()
-    assert '.name = "demo_model"' in c and "{ PEMESH_EEMBC_F32, 96u, 1.0f, 0 }" in c
+    assert '.name = "demo_model"' in c and "{ PEMESH_EEMBC_F32, 96u, 1.000000000e+00f, 0 }" in c
     # re-rendered for the frame protocol: the EEMBC glue goes away
     render_pe_app(_spec(), app)
     assert not (app / "src" / "pe_eembc.c").exists()
