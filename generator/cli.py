@@ -85,8 +85,8 @@ class CompileCmd(Command):
         p.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
         p.add_argument("--host-protocol", choices=["pemesh", "eembc"], default="pemesh",
                        help="what UART0 speaks: pemesh frames (pemesh run) or the EEMBC / "
-                            "MLPerf Tiny DUT text protocol (one PE; talk to it via "
-                            "'pemesh serve')")
+                            "MLPerf Tiny DUT text protocol (on each replica's entry PE; talk "
+                            "to it via 'pemesh serve')")
 
 
 class BuildCmd(Command):
