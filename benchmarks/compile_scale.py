@@ -9,6 +9,7 @@ Prints JSON: {"runs": [{mesh, pes, stages, replicas, pes_used, seconds, plan_sec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -34,8 +35,9 @@ def main() -> int:
         for mesh in args.mesh or MESHES:
             out = Path(tmp) / mesh
             t0 = time.perf_counter()
-            rc = pemesh(["compile", args.model, "-o", str(out), "--mesh", mesh,
-                         "--replicas", "max", "--force"])
+            with contextlib.redirect_stdout(sys.stderr):     # stdout: the JSON figures only
+                rc = pemesh(["compile", args.model, "-o", str(out), "--mesh", mesh,
+                             "--replicas", "max", "--force"])
             seconds = time.perf_counter() - t0
             if rc != 0:
                 runs.append({"mesh": mesh, "error": rc})

@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from generator.mesh.launch import ticks_to_instructions  # noqa: E402
 from tests.kernel_zoo import (EXTRA, FP32_LAYERS, LAYERS, imported, layer,  # noqa: E402
                               run_on_qemu)
 

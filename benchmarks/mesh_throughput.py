@@ -22,6 +22,7 @@ and prints one JSON document.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -131,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         model = mlp(work / "mlp.onnx", args.layers, args.width)
         out = work / "out"
         t0 = time.monotonic()
-        if pemesh(["compile", str(model), "-o", str(out), "--mesh", args.mesh, "--force"]) != 0:
-            return 1
-        if pemesh(["build", str(out), "--backend", "baremetal"]) != 0:
-            return 1
+        with contextlib.redirect_stdout(sys.stderr):     # stdout: the JSON figures only
+            if pemesh(["compile", str(model), "-o", str(out), "--mesh", args.mesh,
+                       "--force"]) != 0:
+                return 1
+            if pemesh(["build", str(out), "--backend", "baremetal"]) != 0:
+                return 1
         build_s = time.monotonic() - t0
         doc = measure(out, args.count)
         doc["compile_and_build_s"] = round(build_s, 2)
