@@ -86,9 +86,6 @@ class OutTree:
     def stage_rel(stage: str) -> str:
         return f"stages/{stage}"
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / self.stage_rel(stage)
-
     @staticmethod
     def pe_app_rel(pe: str) -> str:
         return f"pes/{pe}"

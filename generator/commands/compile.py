@@ -125,9 +125,9 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
                        model_dir=f"../../{rec.model_dir}", role="stage",
                        model_name=model.name, dequant=dequant if host_protocol == "eembc" else (),
                        **protocol[p.id])
-        render_pe_app(spec, tree.root / app.app)
+        render_pe_app(spec, tree.pe_app_dir(app.name))
         pes.append(app)
-    render_workspace(tree.root, OutTree.runtime_rel)
+    render_workspace(tree.west_yml, tree.runtime_dir)
     reference = write_reference(tree.root, inputs, anchor.outputs, anchor.anchor, anchor.note)
     manifest = Manifest(
         generator=f"pemesh {__version__}",

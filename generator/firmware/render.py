@@ -287,19 +287,18 @@ def render_pe_app(spec: AppSpec, app_dir: Path) -> None:
 ZEPHYR_REVISION = "v4.2.0"
 
 
-def render_workspace(out: Path, runtime_rel: str) -> None:
-    """The workspace files of OUT/: ``west.yml`` (pins Zephyr, names the pemesh module) and the
-    PE runtime vendored into ``OUT/<runtime_rel>`` so OUT is self-contained."""
+def render_workspace(west_yml: Path, runtime_dest: Path) -> None:
+    """The workspace files: ``west_yml`` (pins Zephyr, names the pemesh module) and the PE
+    runtime vendored into ``runtime_dest``, so the workspace is self-contained."""
     import shutil
 
     from generator import __version__
     from generator.paths import runtime_dir
 
-    out = Path(out)
     text = _environment().get_template("workspace/west.yml.j2").render(
         zephyr_revision=ZEPHYR_REVISION, generator=f"pemesh {__version__}")
-    _write(out / "west.yml", text)
-    dest = out / runtime_rel
+    _write(Path(west_yml), text)
+    dest = Path(runtime_dest)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(runtime_dir(), dest, ignore=shutil.ignore_patterns("__pycache__", "build"))
