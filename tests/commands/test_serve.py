@@ -159,6 +159,19 @@ def test_serve_frames_protocol_with_hostlink(tmp_path):
     assert stats.inferences == 1
 
 
+def _infer_on_served_host_pe(out: Path, x: np.ndarray) -> list[float]:
+    """`pemesh serve OUT --platform host`: load ``x`` into pe0 with `db` and parse the
+    m-results of `infer 1 0`."""
+    with serving(out, "--platform", "host") as links:
+        dut = EembcDut(links["pe0"]["pty"])
+        try:
+            dut.flush()
+            dut.load(x.tobytes())
+            return parse_results(dut.infer(1, 0))
+        finally:
+            dut.close()
+
+
 @pytest.mark.skipif(not __import__("shutil").which("gcc"), reason="needs gcc")
 def test_serve_host_processes_speak_eembc(tmp_path):
     """The same protocol from a PE built as a Linux process (`serve --platform host`)."""
@@ -166,14 +179,7 @@ def test_serve_host_processes_speak_eembc(tmp_path):
     assert main(["compile", str(MODEL), "-o", str(out), "--host-protocol", "eembc"]) == 0
     assert main(["build", str(out), "--backend", "host"]) == 0
     x = np.load(out / "reference" / "input_0.npy")
-    with serving(out, "--platform", "host") as links:
-        dut = EembcDut(links["pe0"]["pty"])
-        try:
-            dut.flush()
-            dut.load(x.tobytes())
-            got = np.array(parse_results(dut.infer(1, 0)), dtype=np.float32)
-        finally:
-            dut.close()
+    got = np.array(_infer_on_served_host_pe(out, x), dtype=np.float32)
     np.testing.assert_allclose(got, np.load(out / "reference" / "output_0.npy").reshape(-1),
                                rtol=0, atol=RESULT_TOL)
     # pemesh run speaks frames: it refuses an EEMBC build at once, saying what to use
@@ -316,13 +322,6 @@ def test_int8_outputs_are_dequantized_in_m_results(tmp_path):
     assert scale != 1.0
     x = np.load(out / "reference" / "input_0.npy")
     want_q = run_anchor(model, [x]).outputs[0].reshape(-1)
-    with serving(out, "--platform", "host") as links:
-        dut = EembcDut(links["pe0"]["pty"])
-        try:
-            dut.flush()
-            dut.load(x.tobytes())
-            got = np.array(parse_results(dut.infer(1, 0)), dtype=np.float64)
-        finally:
-            dut.close()
+    got = np.array(_infer_on_served_host_pe(out, x), dtype=np.float64)
     want = (want_q.astype(np.float64) - zp) * scale
     np.testing.assert_allclose(got, want, rtol=0, atol=5e-4 * max(1.0, float(np.abs(want).max())))
