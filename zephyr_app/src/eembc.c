@@ -222,10 +222,16 @@ static void pemesh_eembc_results(struct pemesh_eembc *e)
 	pemesh_eembc_line(e, "]", "");
 }
 
+uint64_t pemesh_eembc_cycles_per_second(void)
+{
+	uint64_t cps = pemesh_cycles_per_second();
+
+	return cps != 0u ? cps : PEMESH_CYCLES_PER_SEC;
+}
+
 static void pemesh_eembc_timestamp(struct pemesh_eembc *e)
 {
-	const uint64_t cps = pemesh_cycles_per_second() != 0u ? pemesh_cycles_per_second()
-							       : PEMESH_CYCLES_PER_SEC;
+	const uint64_t cps = pemesh_eembc_cycles_per_second();
 	uint64_t c = pemesh_cycles();
 	/* whole seconds and the rest apart: exact for 12.5 MHz, no overflow for years */
 	uint64_t us = (c / cps) * 1000000u + ((c % cps) * 1000000u) / cps;

@@ -82,9 +82,7 @@ int32_t pemesh_eembc_run_mesh(struct pemesh_pe *pe)
 {
 	struct pemesh_eembc *e = &pe->eembc;
 	uint8_t buf[64]; /* not pe->rx_chunk: it still holds the link-0 bytes being parsed */
-	uint64_t cps = pemesh_cycles_per_second() != 0u ? pemesh_cycles_per_second()
-							 : PEMESH_CYCLES_PER_SEC;
-	uint64_t limit = (uint64_t)PEMESH_EEMBC_MESH_TIMEOUT_S * cps;
+	uint64_t limit = (uint64_t)PEMESH_EEMBC_MESH_TIMEOUT_S * pemesh_eembc_cycles_per_second();
 	uint64_t t0 = pemesh_cycles();
 	uint32_t runs = pe->inferences;
 

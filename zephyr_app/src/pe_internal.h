@@ -101,6 +101,10 @@ void pemesh_eembc_result(struct pemesh_pe *pe, uint8_t link, const struct pemesh
  */
 int32_t pemesh_eembc_run_mesh(struct pemesh_pe *pe);
 
+/** @brief pemesh_cycles() per second: the port's rate, or PEMESH_CYCLES_PER_SEC when the port
+ * says 0 (a scripted test port). */
+uint64_t pemesh_eembc_cycles_per_second(void);
+
 /** @brief This PE's output @p out is model output @p index: copy it into the results. */
 void pemesh_eembc_local_result(struct pemesh_pe *pe, uint16_t index, uint16_t out);
 
