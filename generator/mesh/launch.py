@@ -151,9 +151,10 @@ def check_capacity(n_pes: int, platform: str) -> None:
                 hint="raise the limit ('ulimit -n'), or run a smaller mesh")
 
 
-def ticks_to_instructions(ticks: int, icount_shift: int) -> float:
-    """Guest instructions that took ``ticks`` SysTick ticks under ``-icount shift=N``."""
-    return ticks * QEMU_TICK_NS / float(1 << icount_shift)
+def ticks_to_instructions(ticks: int, icount_shift: int, tick: int = QEMU_TICK_NS) -> float:
+    """Guest instructions that took ``ticks`` SysTick ticks of ``tick`` virtual ns under
+    ``-icount shift=N`` (the machine's tick: :func:`tick_ns`)."""
+    return ticks * tick / float(1 << icount_shift)
 
 
 def _pdeathsig_hook() -> Any:

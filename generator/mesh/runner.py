@@ -511,11 +511,16 @@ class MeshRunner:
 
 # --- what a run measured ------------------------------------------------------------------
 
+def plan_tick_ns(plan: RunPlan) -> int:
+    """Virtual ns per SysTick tick of the plan's PEs under QEMU (80 on the M3, 40 on the M4F)."""
+    kind = getattr(plan.geometry, "pe_kind", None)
+    return QEMU_MACHINES.get(getattr(kind, "qemu", None), (None, QEMU_TICK_NS))[1]
+
+
 def summary(plan: RunPlan, res: MeshRunResult, icount_shift: int | None) -> dict[str, Any]:
     """A JSON-able summary: per-PE cycles, per-link traffic, hops, throughput."""
     pes = []
-    kind = getattr(plan.geometry, "pe_kind", None)
-    tick = QEMU_MACHINES.get(getattr(kind, "qemu", None), (None, QEMU_TICK_NS))[1]
+    tick = plan_tick_ns(plan)
     for pe_id, pe in sorted(plan.pes.items()):
         st = res.stats.get(pe_id)
         d: dict[str, Any] = {"id": pe_id, "name": pe.name, "stage": pe.stage,
@@ -523,8 +528,7 @@ def summary(plan: RunPlan, res: MeshRunResult, icount_shift: int | None) -> dict
                              "inferences": res.runs.get(pe_id, 0),
                              "cycles": st.cycles if st else None}
         if st and icount_shift is not None:
-            d["instructions"] = round(ticks_to_instructions(st.cycles, icount_shift) * tick
-                                      / QEMU_TICK_NS)
+            d["instructions"] = round(ticks_to_instructions(st.cycles, icount_shift, tick))
         if st:
             d.update(accel_calls=st.accel_calls, accel_macs=st.accel_macs,
                      rx_bad_frames=st.rx_bad_frames, rx_duplicates=st.rx_duplicates)
@@ -568,4 +572,4 @@ def run_record(doc: dict[str, Any], platform: str) -> RunRecord:
 
 
 __all__ = ["MeshPe", "RunPlan", "MeshRunResult", "MeshRunner", "Replica", "load_plan",
-           "summary", "run_record"]
+           "plan_tick_ns", "summary", "run_record"]
