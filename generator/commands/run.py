@@ -20,8 +20,8 @@ from generator.errors import UsageError
 from generator.manifest import OutTree, read_manifest, read_reference, write_run
 from generator.paths import unwritable_reason
 from generator.mesh.fabric import Faults
-from generator.mesh.launch import DEFAULT_ICOUNT_SHIFT, QEMU_TICK_NS, check_capacity
-from generator.mesh.runner import MeshRunner, load_plan, run_record, summary
+from generator.mesh.launch import DEFAULT_ICOUNT_SHIFT, check_capacity
+from generator.mesh.runner import MeshRunner, load_plan, plan_tick_ns, run_record, summary
 from generator.mesh.trace import TraceRecorder
 from generator.types import TensorSpec
 
@@ -153,9 +153,9 @@ def run_command(args: argparse.Namespace) -> int:
     items = load_items(args.input, plan.model_inputs, stored)
     output = output_path(args.output, len(plan.model_outputs)) if args.output else None
     trace_path = Path(args.trace) if getattr(args, "trace", None) else None
-    if trace_path is not None and unwritable_reason(trace_path) is not None:
-        raise UsageError(f"--trace {trace_path}: {unwritable_reason(trace_path)}",
-                         hint="write the trace to a folder you own")
+    why = unwritable_reason(trace_path) if trace_path is not None else None
+    if why is not None:
+        raise UsageError(f"--trace {trace_path}: {why}", hint="write the trace to a folder you own")
     count = max(1, int(getattr(args, "count", 1) or 1))
     check_capacity(len(plan.pes), args.platform)
     faults = _faults(args)
@@ -175,7 +175,7 @@ def run_command(args: argparse.Namespace) -> int:
     write_run(out, run_record(doc, args.platform))
     _print_run(doc, shift, faults, res)
     if trace is not None:
-        seconds_per_cycle = QEMU_TICK_NS * 1e-9 if shift is not None else 1e-9
+        seconds_per_cycle = plan_tick_ns(plan) * 1e-9 if shift is not None else 1e-9
         trace.write(trace_path, trace.to_chrome(
             plan.pes, {i: st.cycles for i, st in res.stats.items()}, seconds_per_cycle,
             float(plan.geometry.on_chip.bytes_per_s)))
