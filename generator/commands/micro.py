@@ -194,10 +194,9 @@ def _expected(ref_dir: Path, inputs: list[np.ndarray],
         if (ref_dir / MODEL_JSON).is_file():
             anchor = json.loads((ref_dir / MODEL_JSON).read_text()).get("anchor", "tvm")
         return _reference(ref_dir, "output"), anchor
-    from generator.frontend.importers import load_model
-    from generator.frontend.quantize import quantize_if_qdq
     from generator.manifest import ModelRecord
     from generator.verify.anchors import run_anchor
+    from generator.verify.check import load_recorded_model
 
     path = ref_dir / MODEL_JSON
     if not path.is_file():
@@ -205,13 +204,8 @@ def _expected(ref_dir: Path, inputs: list[np.ndarray],
                          f"not name one ({path} is missing)",
                          hint="create the project from OUT/stages/<stage>/model.tar of a "
                               "one-stage compile, or check against --reference")
-    rec = ModelRecord.from_json(json.loads(path.read_text()))
-    source = Path(rec.source)
-    if not source.is_file():
-        raise UsageError(f"--check with your own --input needs the model {source}, which is gone",
-                         hint="put the model back, or check against the stored reference")
-    model = load_model(source, name=rec.name, input_shapes={t.name: t.shape for t in rec.inputs})
-    run = run_anchor(quantize_if_qdq(model, source), inputs)
+    model = load_recorded_model(ModelRecord.from_json(json.loads(path.read_text())))
+    run = run_anchor(model, inputs)
     return run.outputs, run.anchor
 
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from generator.errors import CheckError, UsageError
-from generator.manifest import Manifest, read_reference
+from generator.manifest import Manifest, ModelRecord, read_reference
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +32,24 @@ def expected_outputs_for(out: Path, manifest: Manifest,
                 str(manifest.reference.get("anchor", "tvm")))
     from generator.verify.anchors import run_anchor
 
-    model = _model_of(manifest)
+    model = load_recorded_model(manifest.model)
     runs = [run_anchor(model, list(item)) for item in items]
     return [r.outputs for r in runs], runs[0].anchor
 
 
-def _model_of(manifest: Manifest):
+def load_recorded_model(rec: ModelRecord):
+    """The model a compile recorded (its file, name and input shapes), imported again as the
+    compile did, to run its anchor on the user's own inputs."""
     from generator.frontend.importers import load_model
     from generator.frontend.quantize import quantize_if_qdq
 
-    source = Path(manifest.model.source)
+    source = Path(rec.source)
     if not source.is_file():
         raise UsageError(f"--check with your own --input needs the model to compute the "
                          f"reference, and {source} (recorded at compile time) is gone",
                          hint="run without --input to check against the stored reference, or "
                               "put the model back")
-    shapes = {t.name: t.shape for t in manifest.model.inputs}
-    model = load_model(source, name=manifest.model.name, input_shapes=shapes)
+    model = load_model(source, name=rec.name, input_shapes={t.name: t.shape for t in rec.inputs})
     log.info("computing the reference for the given input(s) from %s", source)
     return quantize_if_qdq(model, source)
 
