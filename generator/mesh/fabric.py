@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: READY (CONTRACTS §6); wire.FrameType has it
-READY = int(getattr(FrameType, "READY", 9))
+#: READY (CONTRACTS §6)
+READY = int(FrameType.READY)
 DEFAULT_RX_WINDOW = 3
 #: seconds before unacknowledged TENSOR frames are sent again (doubled while no ACK comes)
 DEFAULT_RTO = 0.5

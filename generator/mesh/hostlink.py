@@ -248,8 +248,8 @@ class HostLink:
 
 # --- the host in a mesh (CONTRACTS §6) ------------------------------------------------------------
 
-#: READY (CONTRACTS §6); wire.FrameType has it
-READY = int(getattr(FrameType, "READY", 9))
+#: READY (CONTRACTS §6)
+READY = int(FrameType.READY)
 #: seconds before the host sends unacknowledged TENSOR frames again (doubled while no ACK comes)
 MESH_RTO = 0.5
 MESH_MAX_RTO = 4.0
@@ -299,9 +299,9 @@ class MeshPeLink:
 
     def send_control(self, ftype: int, payload: bytes = b"", *, stream: int = 0) -> None:
         """Write a control frame (PING, READY, ...) at once, outside the window."""
-        frame = Frame(FrameType(ftype) if ftype in FrameType._value2member_map_ else ftype,
-                      HOST_ID, self.pe_id, stream, self._seq, 0, 1, bytes(payload))
-        self._write(_encode_any(frame))
+        frame = Frame(FrameType(ftype), HOST_ID, self.pe_id, stream, self._seq, 0, 1,
+                      bytes(payload))
+        self._write(encode(frame, max(MAX_PAYLOAD, len(frame.payload))))
 
     def send_tensor(self, stream: int, data: bytes) -> None:
         """Queue one tensor as TENSOR frames (sent by :meth:`pump` within the window)."""
@@ -359,19 +359,6 @@ class MeshPeLink:
     def _write(self, data: bytes) -> None:
         self.tx_bytes += len(data)
         self.port.write(data)
-
-
-def _encode_any(frame: Frame) -> bytes:
-    """Encode a frame whose type may be newer than wire.FrameType (READY)."""
-    try:
-        return encode(frame, max(MAX_PAYLOAD, len(frame.payload)))
-    except ValueError:
-        import struct
-        import zlib
-        body = struct.pack("<2sBBHHHHHHH", b"\xA5\x5A", 1, int(frame.type), frame.src, frame.dst,
-                           frame.stream, frame.seq & 0xFFFF, frame.chunk, frame.nchunks,
-                           len(frame.payload)) + frame.payload
-        return body + struct.pack("<I", zlib.crc32(body[2:]) & 0xFFFFFFFF)
 
 
 def ping_all(links: Sequence[MeshPeLink], timeout: float) -> dict[int, PongInfo]:
