@@ -75,7 +75,7 @@ def step_qop(pm, si: int) -> QOp | None:
 
 
 def qop_kind(q: QOp) -> str:
-    if q.kind in ("dense", "add", "avgpool"):
+    if q.kind != "conv2d":
         return q.kind
     c = q.in_shape[1]
     if q.groups == 1:

@@ -160,7 +160,8 @@ def _mbqm_lets(x: str, m: str, e: str, tag: str, indent: str) -> tuple[str, str]
 class QOp:
     """One folded integer operator (geometry and scalar parameters; constants are call args)."""
 
-    kind: str                       # "conv2d" | "dense" | "add" | "avgpool"
+    kind: str                       # "conv2d" | "dense" | "add" | "avgpool" | "mul" | "requant"
+                                    # | "mean" (the last three: qtflite.py)
     in_shape: tuple[int, ...]       # conv, avgpool: NCHW; dense: (..., K); add: any (= out)
     out_shape: tuple[int, ...]
     in_dtype: str                   # int8 | uint8
@@ -174,7 +175,9 @@ class QOp:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     kernel: tuple[int, int] = (1, 1)                 # conv kernel / pool window
-    in2_zp: int = 0                 # add: the second input's zero point
+    in2_zp: int = 0                 # add, mul: the second input's zero point
+    in2_shape: tuple[int, ...] = ()  # mul: the second input's shape (broadcast to out_shape)
+    axes: tuple[int, ...] = ()      # mean: the reduced axes of in_shape
     rounding: str = "tflite"        # "tflite" (TFLite models) | "half_up" (ONNX QDQ models)
     source: str = ""                # the Relax binding it replaces (for reports)
 
@@ -184,14 +187,18 @@ class QOp:
     @staticmethod
     def from_json(text: str) -> "QOp":
         d = json.loads(text)
-        for k in ("in_shape", "out_shape", "strides", "pads", "dilation", "kernel"):
-            d[k] = tuple(d[k])
+        for k in ("in_shape", "out_shape", "strides", "pads", "dilation", "kernel",
+                  "in2_shape", "axes"):
+            if k in d:
+                d[k] = tuple(d[k])
         return QOp(**d)
 
     @property
     def macs(self) -> int:
-        if self.kind == "add":
+        if self.kind in ("add", "mul", "requant"):
             return 0
+        if self.kind == "mean":
+            return int(np.prod(self.in_shape))
         if self.kind == "avgpool":
             return int(np.prod(self.out_shape)) * self.kernel[0] * self.kernel[1]
         if self.kind == "conv2d":

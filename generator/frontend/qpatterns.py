@@ -1,6 +1,6 @@
 """TFLite's int8 ADD and AVERAGE_POOL_2D as TVM's TFLite frontend imports them, matched in Relax
 and built into integer qops with TFLite Micro's arithmetic (used by ``quantize.rewrite_qdq``
-for TFLite models).
+for TFLite models); MUL, requantizing QUANTIZE and MEAN are qtflite.py's.
 
 - ADD: ``quantize([relu|clip](add(dequantize(a), dequantize(b))))``; TFLite Micro
   (micro/kernels/add_common.cc, reference_integer_ops/add.h) rescales both inputs to a common
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.frontend.qops import QOp, quantize_multiplier, tflite_round
+from generator.frontend import qtflite
+from generator.frontend.qops import QOp, qop_prim_func, quantize_multiplier, tflite_round
 
 _ACT_DTYPES = ("int8", "uint8")
 
@@ -147,4 +148,11 @@ def match_tflite_op(g, value, q_call, where: str, clamp, h: dict, pool: bool):
         return None if built is None else (built[0], [built[1]], [], (), built[2])
     added = match_add(g, q_call.args[0], h)
     built = build_add(added, q_call, where, clamp, h) if added is not None else None
-    return None if built is None else (built[0], list(added[1:3]), list(built[1:]), (), "NHWC")
+    if built is None:       # MUL, requantizing QUANTIZE, MEAN (qtflite.py), or nothing
+        return qtflite.match(g, q_call, where, clamp, h, act_bounds)
+    return built[0], list(added[1:3]), list(built[1:]), (), "NHWC"
+
+
+def qop_func(q: QOp, wshape: tuple[int, ...] = ()):
+    """The integer PrimFunc of any qop (qops.py's kinds and qtflite.py's)."""
+    return qtflite.prim_func(q) if q.kind in qtflite.KINDS else qop_prim_func(q, wshape)

@@ -41,7 +41,7 @@ import numpy as np
 from generator.errors import UnsupportedModelError
 from generator.frontend.qops import QOP_ATTR, QOp, multipliers, qop_prim_func, quantize_multiplier  # noqa: F401
 from generator.frontend.qops import requantize_ref  # noqa: F401 (re-export)
-from generator.frontend.qpatterns import act_bounds, match_tflite_op
+from generator.frontend.qpatterns import act_bounds, match_tflite_op, qop_func
 from generator.types import ImportedModel
 
 log = logging.getLogger(__name__)
@@ -454,7 +454,7 @@ def rewrite_qdq(mod, tflite: bool = False) -> tuple[Any, list[QOp]]:
             where = f"binding {_var_name(binding.var)}"
             key = qop.to_json().replace(where, "") + str(wshape)
             if key not in cache:
-                func = qop_prim_func(qop, wshape)
+                func = qop_func(qop, wshape)
                 cache[key] = self.builder_.add_func(func, f"pemesh_q{qop.kind}_{len(cache)}")
             call = relax.call_tir(cache[key], list(ins) + [relax.const(a) for a in consts],
                                   relax.TensorType(qop.out_shape, qop.out_dtype))

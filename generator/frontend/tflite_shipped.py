@@ -33,12 +33,26 @@ def static_input_dims(tensor: Any, name: str, dims: list[int | None]) -> list[in
     return static
 
 
+def pemesh_converter() -> Any:
+    """TVM's TFLite OperatorConverter, with quantized PAD/PADV2 allowed: its ``convert_pad``
+    already pads an int8 tensor with the zero point in the integer domain (TFLite Micro's
+    PAD: micro/kernels/pad.cc pads with the output zero point), but TVM's list of quantized
+    ops it may convert leaves PAD out, so every int8 model with a PAD was refused."""
+    from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
+
+    class _Pemesh(OperatorConverter):
+        _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | {"PAD", "PADV2"}
+
+    return _Pemesh
+
+
 def hybrid_import_args(model: Any, path: Path | str) -> tuple[dict[str, Any], int]:
-    """``(extra from_tflite arguments, number of dequantized weights)``: for a hybrid model an
-    ``op_converter`` that sees its int8 weights as float32 constants."""
+    """``(extra from_tflite arguments, number of dequantized weights)``: pemesh's
+    ``op_converter`` (:func:`pemesh_converter`), for a hybrid model one that also sees its
+    int8 weights as float32 constants."""
     weights = hybrid_weights(model)
     if not weights:
-        return {}, 0
+        return {"op_converter": pemesh_converter()}, 0
     log.info("%s: a dynamic-range (hybrid) model: %d int8 weight tensor(s) with float "
              "activations; dequantizing them at import and compiling in float32", path,
              len(weights))
@@ -112,9 +126,9 @@ class _FloatBuffer:
 def _hybrid_converter(weights: dict[int, np.ndarray]) -> Any:
     """TVM's TFLite OperatorConverter that sees the hybrid weights ``weights`` as float32
     constants (so the model imports as a float model)."""
-    from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter, TensorWrapper
+    from tvm.relax.frontend.tflite.tflite_frontend import TensorWrapper
 
-    class _HybridAsFloat(OperatorConverter):
+    class _HybridAsFloat(pemesh_converter()):
         def get_tensors(self, tensors_idx_list):
             out = []
             for tw in super().get_tensors(tensors_idx_list):

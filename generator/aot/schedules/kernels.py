@@ -30,8 +30,8 @@ KINDS = ("conv2d", "depthwise_conv2d", "pointwise_conv2d", "dense")
 
 
 def qop_kind(q) -> str:
-    if q.kind == "dense":
-        return "dense"
+    if q.kind != "conv2d":
+        return q.kind                 # dense; add, avgpool, mul, requant, mean: not scheduled
     if q.groups == 1:
         return "pointwise_conv2d" if tuple(q.kernel) == (1, 1) else "conv2d"
     if q.groups == q.in_shape[1]:
