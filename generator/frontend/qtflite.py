@@ -20,6 +20,12 @@ The facts, from TFLite Micro's kernels:
   MultiplyByQuantizedMultiplier(sum(x) - z_in * n, M', e'))``. The float import (dequantize,
   mean, quantize) was one step off on ~10% of the outputs of a converter-made
   GlobalAveragePooling2D; so is the older float32 formula of TFLite's reference kernels.
+- HARD_SWISH (micro/kernels/hard_swish_common.cc, reference_ops::HardSwish): 16-bit fixed point
+  (a "hires" input scale ``s_in / 128``, a reluish multiplier to the scale where 3.0 is 32768,
+  int16 SaturatingRoundingDoublingHighMul and a truncating doubling high multiply); the float
+  import (x * relu6(x + 3) / 6, quantized) was one step off on some input values. An int8
+  unary op's output depends on the input value alone, so the qop is a 256-entry table (``lut``)
+  computed here with TFLite Micro's arithmetic.
 
 The Relax helpers (``op_name``, ``const``, ``dequant``) come from quantize.py as ``h``.
 """
@@ -32,7 +38,7 @@ import numpy as np
 
 from generator.frontend.qops import QOP_ATTR, _OPAQUE, QOp, _mbqm_lets, quantize_multiplier
 
-KINDS = ("mul", "requant", "mean")
+KINDS = ("mul", "requant", "mean", "lut")
 _ACT_DTYPES = ("int8", "uint8")
 
 
@@ -113,6 +119,16 @@ def match(g, q_call, where: str, clamp, h: dict, act_bounds):
         qop = QOp(kind="requant", in_shape=_shape(x), out_shape=_shape(x),
                   in_dtype=str(x.ty.dtype), in_zp=zx, **common)
         return qop, [x], [np.array([m], np.int32), np.array([s], np.int8)], (), "ANY"
+    if name == "relax.divide" and (lo_f, hi_f) == (None, None):
+        x = _hard_swish_source(g, e, h)
+        side = _int_side(g, x, h) if x is not None else None
+        if side is None or str(side[0].ty.dtype) != "int8" or out_dtype != "int8":
+            return None
+        src, sx, zx = side
+        table = hard_swish_table(sx, zx, sy, zy)
+        qop = QOp(kind="lut", in_shape=_shape(src), out_shape=_shape(src), in_dtype="int8",
+                  in_zp=zx, **dict(common, act_min=qmin, act_max=qmax))
+        return qop, [src], [np.clip(table, lo, hi).astype(np.int8)], (), "ANY"
     if name == "relax.mean" and (lo_f, hi_f) == (None, None):
         side = _int_side(g, e.args[0], h)
         if side is None or e.attrs.axis is None:
@@ -128,6 +144,81 @@ def match(g, q_call, where: str, clamp, h: dict, act_bounds):
                   **common)
         return qop, [x], [np.array([m, sh], np.int32)], (), "ANY"
     return None
+
+
+def _hard_swish_source(g, e, h: dict):
+    """``D`` of ``divide(multiply(D, clip(add(D, 3), 0, 6)), 6)`` (TVM's HARD_SWISH), else None."""
+    six = h["const"](g.value(e.args[1]))
+    mul = g.value(e.args[0])
+    if six is None or six.size != 1 or float(six.reshape(-1)[0]) != 6.0 or \
+            h["op_name"](mul) != "relax.multiply":
+        return None
+    d, clip = mul.args[0], g.value(mul.args[1])
+    if h["op_name"](clip) != "relax.clip" or (float(clip.args[1].value),
+                                               float(clip.args[2].value)) != (0.0, 6.0):
+        return None
+    add = g.value(clip.args[0])
+    three = h["const"](g.value(add.args[1])) if h["op_name"](add) == "relax.add" else None
+    if three is None or three.size != 1 or float(three.reshape(-1)[0]) != 3.0 or \
+            not add.args[0].same_as(d):
+        return None
+    return d
+
+
+# --- TFLite Micro's HARD_SWISH, in numpy (16-bit fixed point) ---------------------------------------
+
+def _i16(v):
+    return np.clip(v, -32768, 32767).astype(np.int64)
+
+
+def _srdhm16(a, b):
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    t = ab + nudge
+    q = np.where(t >= 0, t >> 15, -((-t) >> 15))
+    return np.where((a == -32768) & (b == -32768), 32767, q)
+
+
+def _sdhm16(a, b):
+    """reference_ops::SaturatingDoublingHighMul: truncating, no nudge."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ab = a * b
+    q = np.where(ab >= 0, ab >> 15, -((-ab) >> 15))
+    return np.where((a == -32768) & (b == -32768), 32767, q)
+
+
+def _down16(m32: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    if m32 >= (1 << 31) - 1 - (1 << 15):
+        return 32767
+    return (m32 + (1 << 15)) >> 16
+
+
+def hard_swish_table(sx: float, zx: int, sy: float, zy: int) -> np.ndarray:
+    """TFLite Micro's int8 HARD_SWISH of every input -128..127 (int64 array of 256)."""
+    from generator.frontend.qops import rounding_divide_by_pot
+
+    f32 = np.float32
+    hires = f32(f32(1.0 / 128.0) * f32(sx))
+    om, oe = quantize_multiplier(float(f32(hires / f32(sy))))
+    rm, re = quantize_multiplier(float(f32(hires / f32(f32(3.0) / f32(32768.0)))))
+    om16, rm16 = _down16(om), _down16(rm)
+    x = np.arange(-128, 128, dtype=np.int64) - zx
+    hi = _i16(x * 128)
+    pre = _srdhm16(hi, om16)
+    r = hi
+    if re > 0:
+        r = _i16(r * (1 << (re - 1)))
+    r = _srdhm16(r, rm16)
+    if re > 0:
+        r = _i16(r * 2)
+    if re < 0:
+        r = rounding_divide_by_pot(r, np.int64(-re))
+    r = (r + (1 << 15)) >> 1
+    out = rounding_divide_by_pot(_sdhm16(r, pre), np.int64(-oe)) + zy
+    return np.clip(out, -128, 127)
 
 
 # --- the TIR --------------------------------------------------------------------------------------
@@ -228,11 +319,31 @@ def qop(x: T.Buffer({ishape}, "{q.in_dtype}"), ms: T.Buffer((2,), "int32"),
 '''
 
 
+def _lut_script(q: QOp) -> str:
+    shape = q.out_shape
+    r = len(shape)
+    names, vs = [f"i{k}" for k in range(r)], [f"v{k}" for k in range(r)]
+    idx = ", ".join(vs)
+    return f'''
+@T.prim_func(private=True, s_tir=True)
+def qop(x: T.Buffer({shape}, "int8"), table: T.Buffer((256,), "int8"),
+        y: T.Buffer({shape}, "int8")):
+    T.func_attr({{"tirx.noalias": True}})
+    for {", ".join(names)} in T.grid({", ".join(str(d) for d in shape)}):
+        with T.sblock("qlut"):
+            {idx} = T.axis.remap("{"S" * r}", [{", ".join(names)}])
+            T.reads(x[{idx}], table[0:256])
+            T.writes(y[{idx}])
+            y[{idx}] = table[T.Cast("int32", x[{idx}]) + 128]
+'''
+
+
 def prim_func(q: QOp) -> Any:
-    """The integer PrimFunc of a ``mul``/``requant``/``mean`` qop, tagged like qops' own."""
+    """The integer PrimFunc of a ``mul``/``requant``/``mean``/``lut`` qop, tagged like qops'."""
     import tvm
 
-    text = {"mul": _mul_script, "requant": _requant_script, "mean": _mean_script}[q.kind](q)
+    text = {"mul": _mul_script, "requant": _requant_script, "mean": _mean_script,
+            "lut": _lut_script}[q.kind](q)
     func = tvm.script.from_source("# from tvm.script import tirx as T\n" + text)
     return func.with_attrs({QOP_ATTR: q.to_json(), "op_pattern": _OPAQUE})
 
