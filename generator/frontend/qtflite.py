@@ -12,9 +12,10 @@ The facts, from TFLite Micro's kernels:
   ``M, e = QuantizeMultiplier(double(s_in) / double(s_out))``; ``y = clamp(z_out +
   MultiplyByQuantizedMultiplier(x - z_in, M, e))``. The converter puts one in front of a
   CONCATENATION whose inputs have other scales than its output.
-- MEAN (micro/kernels/reduce_common.cc EvalMean, reference_ops::QuantizedMeanOrSumExtraArgs):
-  with input and output of the same scale and zero point the truncating integer division
-  ``sum(x) / n`` (reference_ops::Mean); else the division by ``n`` folded into the
+- MEAN (micro/kernels/reduce_common.cc EvalMean, reference_ops::QuantizedMeanOrSumExtraArgs),
+  also when input and output have the same scale and zero point (measured: the tflite-micro
+  interpreter rounds that mean too, it does not take older TFLite's truncating
+  reference_ops::Mean): the division by ``n`` folded into the
   multiplier: ``M, e = QuantizeMultiplier(s_in / s_out)``, ``k = min(msb(n), 32, 31 + e)``,
   ``M' = (M << k) / n``, ``e' = e - k``, ``y = clamp(z_out +
   MultiplyByQuantizedMultiplier(sum(x) - z_in * n, M', e'))``. The float import (dequantize,
@@ -137,11 +138,9 @@ def match(g, q_call, where: str, clamp, h: dict, act_bounds):
         rank = len(_shape(x))
         axes = tuple(sorted({int(a) % rank for a in e.attrs.axis}))
         n = int(np.prod([_shape(x)[a] for a in axes]))
-        same = np.float32(sx) == np.float32(sy) and zx == zy
         m, sh = mean_multiplier(sx / sy, n, where)
         qop = QOp(kind="mean", in_shape=_shape(x), out_shape=_shape(e), in_dtype=str(x.ty.dtype),
-                  in_zp=zx, axes=axes, kernel=(n, 1), rounding="same" if same else "tflite",
-                  **common)
+                  in_zp=zx, axes=axes, kernel=(n, 1), **common)
         return qop, [x], [np.array([m, sh], np.int32)], (), "ANY"
     return None
 
@@ -294,12 +293,9 @@ def _mean_script(q: QOp) -> str:
             xi.append(vs[k] if keep else vs[kept.index(k)])
     red = [f"r{k}" for k in q.axes]
     n = q.kernel[0]
-    if q.rounding == "same":          # reference_ops::Mean: truncating integer division
-        tail, res = "", f"T.Cast(\"int64\", T.truncdiv(acc[0], {n}))"
-    else:                             # QuantizedMeanOrSumExtraArgs
-        tail, res = _mbqm_lets(f"T.Cast(\"int64\", acc[0]) - T.int64({q.in_zp * n})",
-                               "T.Cast(\"int64\", ms[0])", "T.Cast(\"int64\", ms[1])", "mq",
-                               " " * 12)
+    tail, res = _mbqm_lets(f"T.Cast(\"int64\", acc[0]) - T.int64({q.in_zp * n})",
+                           "T.Cast(\"int64\", ms[0])", "T.Cast(\"int64\", ms[1])", "mq",
+                           " " * 12)
     ind = " " * 12
     return f'''
 @T.prim_func(private=True, s_tir=True)
@@ -355,9 +351,5 @@ def mean_ref(x: np.ndarray, q: QOp, ms: np.ndarray) -> np.ndarray:
     from generator.frontend.qops import multiply_by_quantized_multiplier
 
     s = np.sum(x.astype(np.int64), axis=q.axes, keepdims=len(q.out_shape) == len(q.in_shape))
-    n = q.kernel[0]
-    if q.rounding == "same":
-        r = np.where(s >= 0, s // n, -((-s) // n))
-    else:
-        r = multiply_by_quantized_multiplier(s - q.in_zp * n, ms[0], ms[1])
+    r = multiply_by_quantized_multiplier(s - q.in_zp * q.kernel[0], ms[0], ms[1])
     return np.clip(r + q.out_zp, q.act_min, q.act_max).reshape(q.out_shape)
