@@ -161,7 +161,7 @@ class QOp:
     """One folded integer operator (geometry and scalar parameters; constants are call args)."""
 
     kind: str                       # "conv2d" | "dense" | "add" | "avgpool" | "mul" | "requant"
-                                    # | "mean" | "lut" (the last four: qtflite.py)
+                                    # | "mean" | "lut" | "fquant" (the last five: qtflite.py)
     in_shape: tuple[int, ...]       # conv, avgpool: NCHW; dense: (..., K); add: any (= out)
     out_shape: tuple[int, ...]
     in_dtype: str                   # int8 | uint8
@@ -195,7 +195,7 @@ class QOp:
 
     @property
     def macs(self) -> int:
-        if self.kind in ("add", "mul", "requant", "lut"):
+        if self.kind in ("add", "mul", "requant", "lut", "fquant"):
             return 0
         if self.kind == "mean":
             return int(np.prod(self.in_shape))

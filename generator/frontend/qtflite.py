@@ -27,6 +27,11 @@ The facts, from TFLite Micro's kernels:
   import (x * relu6(x + 3) / 6, quantized) was one step off on some input values. An int8
   unary op's output depends on the input value alone, so the qop is a 256-entry table (``lut``)
   computed here with TFLite Micro's arithmetic.
+- QUANTIZE of the model's float input (reference_ops::AffineQuantize): ``clamp(z +
+  TfLiteRound(x / s))``, the division in float32, ties away from zero; TVM's quantize rounds
+  ties to even on the host (LLVM), which was one step off on an image pixel whose x / s was
+  exactly 104.5. The qop (``fquant``) takes the scale as a float32 constant (bit-exact in the C)
+  and rounds half away from zero without ``round()``.
 
 The Relax helpers (``op_name``, ``const``, ``dequant``) come from quantize.py as ``h``.
 """
@@ -39,7 +44,7 @@ import numpy as np
 
 from generator.frontend.qops import QOP_ATTR, _OPAQUE, QOp, _mbqm_lets, quantize_multiplier
 
-KINDS = ("mul", "requant", "mean", "lut")
+KINDS = ("mul", "requant", "mean", "lut", "fquant")
 _ACT_DTYPES = ("int8", "uint8")
 
 
@@ -89,6 +94,11 @@ def match(g, q_call, where: str, clamp, h: dict, act_bounds):
     sy, zy, out_dtype = out
     qmin, qmax = _qrange(out_dtype)
     e = g.value(q_call.args[0])
+    if _is_param(g, e) and str(e.ty.dtype) == "float32" and clamp == (-(1 << 31), 1 << 31):
+        qop = QOp(kind="fquant", in_shape=_shape(e), out_shape=_shape(e), in_dtype="float32",
+                  in_zp=0, out_dtype=out_dtype, out_zp=zy, act_min=qmin, act_max=qmax,
+                  source=where)
+        return qop, [e], [np.array([sy], np.float32)], (), "ANY"
     lo_f = hi_f = None
     for _ in range(2):                          # MUL's fused RELU / RELU6 (float clip)
         if h["op_name"](e) == "relax.nn.relu":
@@ -143,6 +153,13 @@ def match(g, q_call, where: str, clamp, h: dict, act_bounds):
                   in_zp=zx, axes=axes, kernel=(n, 1), **common)
         return qop, [x], [np.array([m, sh], np.int32)], (), "ANY"
     return None
+
+
+def _is_param(g, e) -> bool:
+    """Whether ``e`` is a parameter of ``main`` (a model input), not a bound value."""
+    from tvm import relax
+
+    return isinstance(e, relax.Var) and e not in g.bound
 
 
 def _hard_swish_source(g, e, h: dict):
@@ -334,12 +351,37 @@ def qop(x: T.Buffer({shape}, "int8"), table: T.Buffer((256,), "int8"),
 '''
 
 
+def _fquant_script(q: QOp) -> str:
+    shape = q.out_shape
+    r = len(shape)
+    names, vs = [f"i{k}" for k in range(r)], [f"v{k}" for k in range(r)]
+    idx = ", ".join(vs)
+    f32 = "T.float32"
+    return f'''
+@T.prim_func(private=True, s_tir=True)
+def qop(x: T.Buffer({shape}, "float32"), scale: T.Buffer((1,), "float32"),
+        y: T.Buffer({shape}, "{q.out_dtype}")):
+    T.func_attr({{"tirx.noalias": True}})
+    for {", ".join(names)} in T.grid({", ".join(str(d) for d in shape)}):
+        with T.sblock("qfquant"):
+            {idx} = T.axis.remap("{"S" * r}", [{", ".join(names)}])
+            T.reads(x[{idx}], scale[0])
+            T.writes(y[{idx}])
+            f = T.sblock_alloc_buffer((3,), "float32")
+            f[0] = T.max(T.min(x[{idx}] / scale[0], {f32}(1.0e6)), {f32}(-1.0e6))
+            f[1] = T.floor(f[0])
+            f[2] = f[0] - f[1]
+            {_clamp_store(f"y[{idx}]", f"(T.Cast('int64', f[1]) + T.if_then_else(f[2] > {f32}(0.5) or (f[2] == {f32}(0.5) and f[0] > {f32}(0.0)), T.int64(1), T.int64(0)))", q)}
+'''
+
+
 def prim_func(q: QOp) -> Any:
-    """The integer PrimFunc of a ``mul``/``requant``/``mean``/``lut`` qop, tagged like qops'."""
+    """The PrimFunc of a ``mul``/``requant``/``mean``/``lut``/``fquant`` qop, tagged like
+    qops' own."""
     import tvm
 
     text = {"mul": _mul_script, "requant": _requant_script, "mean": _mean_script,
-            "lut": _lut_script}[q.kind](q)
+            "lut": _lut_script, "fquant": _fquant_script}[q.kind](q)
     func = tvm.script.from_source("# from tvm.script import tirx as T\n" + text)
     return func.with_attrs({QOP_ATTR: q.to_json(), "op_pattern": _OPAQUE})
 
