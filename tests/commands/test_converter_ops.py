@@ -303,14 +303,16 @@ def _compile_run(model: Path, out: Path, x: np.ndarray, target: list[str], platf
     return np.load(yo)
 
 
-@pytest.mark.parametrize("name,kind", [("senet", "int8"), ("gated", "fio")])
-def test_c_on_a_host_pe_equals_tflite_micro(name, kind, tmp_path, capsys):
-    """The C on one host PE (the Cortex-M3 PE kind: both fit it), checked by run --check
-    against TFLite Micro on a smooth input of its own."""
+@pytest.mark.parametrize("name,kind,target", [("senet", "int8", ["--board", "qemu_cortex_m3"]),
+                                              ("gated", "fio", ["--mesh", "qemu4"])])
+def test_c_on_host_pes_equals_tflite_micro(name, kind, target, tmp_path, capsys):
+    """The C on host PEs of the Cortex-M3 kind, one PE and a qemu4 mesh (gated_fio becomes 3
+    pipeline stages there), checked by run --check against TFLite Micro on a smooth input of
+    its own."""
     buf = _buf(name, kind)
     x = _input(buf, name, 71, kind)
-    got = _compile_run(oz.path(f"{name}_{kind}.tflite"), tmp_path / "out", x,
-                       ["--board", "qemu_cortex_m3"], "host", tmp_path, capsys)
+    got = _compile_run(oz.path(f"{name}_{kind}.tflite"), tmp_path / "out", x, target, "host",
+                       tmp_path, capsys)
     want = ta.tflm(buf, [x])[0]
     assert np.array_equal(got.reshape(want.shape), want)
 
