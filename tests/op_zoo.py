@@ -13,7 +13,8 @@ representative dataset of smooth inputs):
   (ReLU conv, TANH conv) CONCATENATED with their own scales, MEAN, dense, SOFTMAX;
 - ``gated``: a WaveNet-style gated keyword spotter on 49x10x1 -> 12 classes: conv,
   ``tanh(conv) * sigmoid(conv)`` (MUL of two same-shape tensors of different scales), 1x1
-  conv, residual ADD, MEAN over time and frequency, RESHAPE, dense, SOFTMAX.
+  conv, residual ADD, RESHAPE to frames x features, a per-frame dense, MEAN over time (one
+  axis of a 3-D tensor), dense, SOFTMAX.
 
 Files: ``{model}_int8.tflite`` (int8 input and output) and ``{model}_fio.tflite`` (the same
 network, float32 input and output: a QUANTIZE in front, a DEQUANTIZE at the end). Cached like
@@ -99,8 +100,9 @@ def _gated(batch=None):
     y = L.Multiply()([f, g])
     y = cz._bn()(L.Conv2D(32, 1, kernel_initializer="he_normal")(y))
     x = L.ReLU()(L.Add()([x, y]))
-    x = L.GlobalAveragePooling2D(keepdims=True)(x)
-    x = L.Reshape((32,))(x)
+    x = L.Reshape((25, 5 * 32))(x)                  # frames x features
+    x = L.Dense(32, activation="relu")(x)           # per frame
+    x = L.GlobalAveragePooling1D()(x)               # MEAN over time
     x = L.Dense(12, name="logits")(x)
     return keras.Model(x0, L.Softmax()(x))
 

@@ -19,8 +19,8 @@ The facts, from TFLite Micro's kernels:
   multiplier: ``M, e = QuantizeMultiplier(s_in / s_out)``, ``k = min(msb(n), 32, 31 + e)``,
   ``M' = (M << k) / n``, ``e' = e - k``, ``y = clamp(z_out +
   MultiplyByQuantizedMultiplier(sum(x) - z_in * n, M', e'))``. The float import (dequantize,
-  mean, quantize) was one step off on ~10% of the outputs of a converter-made
-  GlobalAveragePooling2D; so is the older float32 formula of TFLite's reference kernels.
+  mean, quantize) was one step off on ~10% of the outputs of converter-made MEANs; so is the
+  older float32 formula of TFLite's reference kernels.
 - HARD_SWISH (micro/kernels/hard_swish_common.cc, reference_ops::HardSwish): 16-bit fixed point
   (a "hires" input scale ``s_in / 128``, a reluish multiplier to the scale where 3.0 is 32768,
   int16 SaturatingRoundingDoublingHighMul and a truncating doubling high multiply); the float
