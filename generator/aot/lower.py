@@ -139,6 +139,10 @@ def _epilogues_at_accumulator(sch) -> list[str]:
             sch.reverse_compute_at(consumers[0], loops[n_spatial - 1], preserve_unit_loops=True)
         except Exception:  # noqa: BLE001 — the epilogue does not read one element per output
             continue
+        try:   # the accumulator's init before the reduction loops, not a branch inside them
+            sch.decompose_reduction(block, sch.get_loops(block)[n_spatial])
+        except Exception:  # noqa: BLE001
+            pass
         names.append(str(b.writes[0].source.name))
     return names
 
