@@ -115,6 +115,8 @@ def _combine_pools(bb, reader, i: int, parts):
         return bb.emit(relax.op.max(parts, axis=[ax], keepdims=True))
     shape = [int(d.value) for d in reader.bindings[i - 1].value.args[0].ty.shape.values]
     total = bb.emit(relax.op.sum(parts, axis=[ax], keepdims=True))
+    if how == "sum":
+        return total
     count = float(shape[ax] * shape[wax])
     return bb.emit(relax.op.divide(total, relax.const(count, str(parts.ty.dtype))))
 

@@ -30,6 +30,8 @@ ELEMENTWISE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide", 
 TE_ELEMENTWISE = {"maximum": "maximum", "minimum": "minimum", "add": "add",
                   "subtract": "subtract", "multiply": "multiply", "divide": "divide"}
 POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
+#: reductions that, over the rows and columns, are global pools: how bands combine
+REDUCTIONS = {"relax.mean": "avg", "relax.max": "max", "relax.sum": "sum"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,24 @@ class _Reader:
             if name in POOLS:
                 return str(v.attrs.layout).index("H")
         return 2
+
+    def _global_reduction(self, var, value, shape, dtype, name) -> SOp | None:
+        """mean/max/sum over the rows and columns, keeping them (ONNX GlobalAveragePool,
+        GlobalMaxPool): reducible by partial reductions of the bands."""
+        data = value.args[0]
+        ds = _shape(data.ty) if isinstance(data, self.relax.Var) else None
+        if ds is None or data not in self.haxis or not bool(value.attrs.keepdims):
+            return None
+        ax = self.haxis[data]
+        wax = 3 if ax == 2 else 2
+        if _reduction_axes(value, 4) != sorted((ax, wax)):
+            return None
+        self.haxis[var] = ax
+        self.kind[len(self.ops)] = ("pool", REDUCTIONS[name], wax)
+        h = ds[0][ax]
+        return SOp(str(var), 1, _nbytes(shape, dtype), _nbytes(*ds) // np.dtype(dtype).itemsize,
+                   ((str(data), RowMap(h, 1, 0, 0)),), _nbytes(*ds) + _nbytes(shape, dtype),
+                   reducible=True)
 
     def _nonspatial(self, var, value, shp) -> SOp:
         io = _nbytes(*shp) if shp else 0
@@ -184,6 +204,8 @@ class _Reader:
                     self.kind[len(self.ops)] = ("pool", "max" if "max" in name else "avg", wax)
             return SOp(str(var), shape[ax], _nbytes(shape, dtype) // shape[ax], macs,
                        ((str(data), rm),), io, reducible=reducible)
+        if name in REDUCTIONS:
+            return self._global_reduction(var, value, shape, dtype, name)
         if name in ELEMENTWISE:
             kind, args = ("ew",), list(value.args)
         elif name == "relax.call_tir":
@@ -221,6 +243,11 @@ class _Reader:
         return SOp(str(var), shape[ax], _nbytes(shape, dtype) // shape[ax],
                    _nbytes(shape, dtype) // shape[ax] // np.dtype(dtype).itemsize,
                    tuple(ins), io)
+
+
+def _reduction_axes(value, ndim: int) -> list[int]:
+    axes = value.attrs.axis
+    return sorted(int(a) % ndim for a in axes) if axes is not None else list(range(ndim))
 
 
 def band_split(mod, *, avail: int, cycles_per_mac: float = 10.0,
