@@ -81,6 +81,12 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     except UnsupportedModelError as err:
         raise _named_by_source(err, model) from None
     t_plan = time.perf_counter()
+    if plan.bands is not None and host_protocol != "pemesh":
+        raise UsageError(
+            f"--host-protocol {host_protocol}: the model's input is cut into "
+            f"{len(plan.input_slices)} bands of rows for its first PEs (its activations do not "
+            "fit one PE), and that protocol sends the whole input to one PE",
+            hint="run it with the pemesh host protocol, or on a PE kind with more RAM")
     protocol = host_protocol_specs(plan.pes, plan.replicas, model.outputs, host_protocol)
     #: how a quantized model output is dequantized (m-results of the EEMBC protocol)
     dequant = tuple((n, sc, zp) for n, (sc, zp) in sorted(model.meta.get("output_quant",
