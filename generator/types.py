@@ -154,3 +154,43 @@ class AppSpec:
             host_protocol=d.get("host_protocol", "pemesh"), model_name=d.get("model_name", ""),
             eembc_results=tuple(TensorSpec.from_json(t) for t in d.get("eembc_results", ())),
             dequant=tuple((str(n), float(sc), int(zp)) for n, sc, zp in d.get("dequant", ())))
+
+
+@dataclass(frozen=True)
+class InputSlice:
+    """Program input ``i`` is rows ``[start, stop)`` on ``axis`` of model input
+    ``model_input`` (``axis`` None: the whole input). A band split
+    (generator/partition/bands.py) feeds the model input to its first bands as such slices,
+    which the host cuts."""
+
+    model_input: int
+    axis: int | None = None
+    start: int = 0
+    stop: int = 0
+
+    def to_json(self) -> dict:
+        return {"model_input": self.model_input, "axis": self.axis, "start": self.start,
+                "stop": self.stop}
+
+    @classmethod
+    def from_json(cls, d) -> "InputSlice":
+        axis = d.get("axis")
+        return cls(int(d["model_input"]), None if axis is None else int(axis),
+                   int(d.get("start", 0)), int(d.get("stop", 0)))
+
+    def cut(self, x):
+        """These rows of ``x`` (a numpy array of the model input's shape)."""
+        if self.axis is None:
+            return x
+        idx = [slice(None)] * x.ndim
+        idx[self.axis] = slice(self.start, self.stop)
+        return np.ascontiguousarray(x[tuple(idx)])
+
+    def spec(self, model_input: "TensorSpec") -> "TensorSpec":
+        """The program input's TensorSpec."""
+        if self.axis is None:
+            return model_input
+        shape = list(model_input.shape)
+        shape[self.axis] = self.stop - self.start
+        return TensorSpec(f"{model_input.name}_rows{self.start}_{self.stop}", tuple(shape),
+                          model_input.dtype)

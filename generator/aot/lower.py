@@ -111,7 +111,40 @@ def auto_inline(func):
                 break
             if changed:
                 break
-    return sch.mod["main"]
+    accumulators = _epilogues_at_accumulator(sch)
+    func = sch.mod["main"]
+    return func.with_attr("pemesh.accumulators", accumulators) if accumulators else func
+
+
+def _epilogues_at_accumulator(sch) -> list[str]:
+    """Run each reduction's elementwise epilogue (bias, batch norm, activation, clip) per
+    output element: ``reverse_compute_at`` the epilogue under the reduction's spatial loops
+    and leave the reduction's output allocated in the op (not hoisted into the arena): TVM's
+    lowering moves it under that loop and compacts it to the one accumulator the epilogue
+    reads — no full-size pre-activation temporary. Returns the names of those buffers."""
+    names = []
+    for block in _root_blocks(sch):
+        b = sch.get(block)
+        kinds = [int(iv.iter_type) for iv in b.iter_vars]
+        if 2 not in kinds or len(b.writes) != 1:            # 2: CommReduce
+            continue
+        n_spatial = kinds.index(2)
+        if any(k != 2 for k in kinds[n_spatial:]) or n_spatial == 0:
+            continue
+        loops = sch.get_loops(block)
+        consumers = sch.get_consumers(block)
+        if len(loops) != len(kinds) or len(consumers) != 1:
+            continue
+        try:
+            sch.reverse_compute_at(consumers[0], loops[n_spatial - 1], preserve_unit_loops=True)
+        except Exception:  # noqa: BLE001 — the epilogue does not read one element per output
+            continue
+        try:   # the accumulator's init before the reduction loops, not a branch inside them
+            sch.decompose_reduction(block, sch.get_loops(block)[n_spatial])
+        except Exception:  # noqa: BLE001
+            pass
+        names.append(str(b.writes[0].source.name))
+    return names
 
 
 def _static_shape(buf, where: str) -> tuple[int, ...]:
@@ -165,9 +198,12 @@ def to_plain_c_signature(func, relax_name: str):
     hoisted = []
     if isinstance(body, s_tir.SBlockRealize) and body.block.name_hint == "root":
         blk = body.block
-        hoisted = list(blk.alloc_buffers)
+        # a per-element accumulator (auto_inline: TVM compacts it) stays in the op
+        acc = {str(n) for n in (func.attrs or {}).get("pemesh.accumulators", ())}
+        hoisted = [b for b in blk.alloc_buffers if b.name not in acc]
+        kept = [b for b in blk.alloc_buffers if b.name in acc]
         new_blk = s_tir.SBlock(blk.iter_vars, blk.reads, blk.writes, blk.name_hint, blk.body,
-                               blk.init, [], blk.match_buffers, blk.annotations)
+                               blk.init, kept, blk.match_buffers, blk.annotations)
         body = s_tir.SBlockRealize(body.iter_values, body.predicate, new_blk)
     params, decls, infos = [], [], []
     for i, buf in enumerate(list(func.params) + hoisted):

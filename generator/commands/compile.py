@@ -81,6 +81,12 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
     except UnsupportedModelError as err:
         raise _named_by_source(err, model) from None
     t_plan = time.perf_counter()
+    if plan.bands is not None and host_protocol != "pemesh":
+        raise UsageError(
+            f"--host-protocol {host_protocol}: the model's input is cut into "
+            f"{len(plan.input_slices)} bands of rows for its first PEs (its activations do not "
+            "fit one PE), and that protocol sends the whole input to one PE",
+            hint="run it with the pemesh host protocol, or on a PE kind with more RAM")
     protocol = host_protocol_specs(plan.pes, plan.replicas, model.outputs, host_protocol)
     #: how a quantized model output is dequantized (m-results of the EEMBC protocol)
     dequant = tuple((n, sc, zp) for n, (sc, zp) in sorted(model.meta.get("output_quant",
@@ -88,11 +94,14 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
 
     pm = plan.prepared
     last = len(plan.stages) - 1
+    #: the program's inputs: the model's, or the row bands of it a band split feeds its PEs
+    prog_inputs = [sl.spec(model.inputs[sl.model_input]) for sl in plan.input_slices] \
+        or list(model.inputs)
     emitted, records = [], []
     for sd in plan.stages:
         name = f"{model.name}_s{sd.index}"
-        in_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in sd.inputs]
-        out_specs = [tensor_spec(pm, t, model.inputs, model.outputs) for t in sd.outputs]
+        in_specs = [tensor_spec(pm, t, prog_inputs, model.outputs) for t in sd.inputs]
+        out_specs = [tensor_spec(pm, t, prog_inputs, model.outputs) for t in sd.outputs]
         st = emit_stage(pm, name, list(sd.steps), list(sd.inputs), list(sd.outputs), in_specs,
                         out_specs, include_copies=(sd.index == last),
                         accelerator=pe_kind.accelerator)
@@ -137,6 +146,9 @@ def compile_model(model: ImportedModel, out: Path, mesh, *, max_pes: int | None 
         partition={"stages": len(plan.stages), "replicas": len(plan.replicas),
                    "pes_used": len(plan.pes), "bottleneck_cycles": round(plan.bottleneck_cycles),
                    "sharded_layers": [d.__dict__ for d in plan.shards],
+                   **({"band_split": plan.bands.to_json(),
+                       "input_slices": [sl.to_json() for sl in plan.input_slices]}
+                      if plan.bands is not None else {}),
                    "method": "exact DP over the program order (see generator/partition/pipeline.py)"},
         stages=tuple(records), pes=tuple(pes),
         replicas=tuple(ReplicaRecord(r.index, r.entry, r.exit) for r in plan.replicas),

@@ -40,7 +40,7 @@ from generator.mesh.launch import (DEFAULT_ICOUNT_SHIFT, QEMU_MACHINES, QEMU_TIC
                                    launch,
                                    ticks_to_instructions)
 from generator.mesh.trace import TraceRecorder
-from generator.types import TensorSpec
+from generator.types import InputSlice, TensorSpec
 from generator.wire import (HOST_ID, WAIT_CREDIT, WAIT_INPUT, Frame, FrameType, Stats, describe_wait,
                             ready_count, unpack_error, unpack_ready, unpack_stats)
 
@@ -95,6 +95,8 @@ class RunPlan:
     model_inputs: tuple[TensorSpec, ...]
     model_outputs: tuple[TensorSpec, ...]
     geometry: Mesh
+    #: per program input (the entry streams' index): the rows of a model input it carries
+    input_slices: tuple[InputSlice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,9 @@ def load_plan(out: Path, manifest: Manifest | None = None) -> RunPlan:
                 raise UsageError(f"replica {r.index} of {out}/mesh.json names PE {pe}, which "
                                  "is not in 'pes'", hint="re-run 'pemesh compile --force'")
     geometry = _geometry(manifest, {i: pe.coords for i, pe in pes.items()})
+    slices = tuple(InputSlice.from_json(d) for d in manifest.partition.get("input_slices", ()))
     return RunPlan(out, pes, manifest.replicas, manifest.model.inputs, manifest.model.outputs,
-                   geometry)
+                   geometry, slices)
 
 
 @dataclass
@@ -295,7 +298,7 @@ class MeshRunner:
         round-robin over the replicas; return the outputs in input order."""
         plan = self.plan
         n_rep = len(plan.replicas)
-        blobs = [[self._input_blob(x, i) for i, x in enumerate(xs)] for xs in inputs]
+        blobs = [self._program_inputs(xs) for xs in inputs]
         credits = self._entry
         next_k = {r: r for r in range(n_rep)}           # next input index per replica
         streams: dict[tuple[int, int], _Pending] = {}
@@ -346,12 +349,19 @@ class MeshRunner:
                              dict(self.runs), self.fabric_stats(), seconds,
                              sum(link.retransmissions for link in self.links.values()))
 
-    def _input_blob(self, x: np.ndarray, index: int) -> bytes:
-        a = np.asarray(x)
-        if index < len(self.plan.model_inputs):
-            spec = self.plan.model_inputs[index]
-            a = a.reshape(spec.shape).astype(np.dtype(spec.dtype).newbyteorder("<"))
-        return np.ascontiguousarray(a).tobytes()
+    def _program_inputs(self, xs: Sequence[np.ndarray]) -> list[bytes]:
+        """The bytes of each program input (the entry streams' index) for model inputs ``xs``:
+        each input in its declared shape and dtype, cut into row bands where the plan says."""
+        arrays = []
+        for i, x in enumerate(xs):
+            a = np.asarray(x)
+            if i < len(self.plan.model_inputs):
+                spec = self.plan.model_inputs[i]
+                a = a.reshape(spec.shape).astype(np.dtype(spec.dtype).newbyteorder("<"))
+            arrays.append(a)
+        if self.plan.input_slices:
+            arrays = [sl.cut(arrays[sl.model_input]) for sl in self.plan.input_slices]
+        return [np.ascontiguousarray(a).tobytes() for a in arrays]
 
     def _on_frame(self, link: MeshPeLink, frame: Frame, credits: dict[tuple[int, int], _Credit],
                   streams: dict[tuple[int, int], _Pending]) -> None:

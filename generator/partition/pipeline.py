@@ -87,6 +87,7 @@ class RangeModel:
                     self.readers.setdefault(a, []).append(si)
         self.copy_srcs = {s for s, _d in prog.copies}
         self._cache: dict[tuple[int, int], StageFacts] = {}
+        self._received: dict[tuple[int, int], int] = {}
 
     def _io_and_arena(self, i: int, j: int) -> tuple[int, int, int]:
         prog = self.prog
@@ -113,6 +114,11 @@ class RangeModel:
         received = sum(tensors[t].nbytes for t in io_in)
         return io_bytes, max(live_at, default=0), received
 
+    def received(self, i: int, j: int) -> int:
+        """Bytes range ``[i, j)`` receives (inputs made before ``i``): monotone in ``j``."""
+        self.stage(i, j)
+        return self._received[(i, j)]
+
     def stage(self, i: int, j: int) -> StageFacts:
         key = (i, j)
         if key in self._cache:
@@ -120,6 +126,7 @@ class RangeModel:
         b = self.budget
         fs = self.facts[i:j]
         io_bytes, arena, received = self._io_and_arena(i, j)
+        self._received[key] = received
         weights = sum(f.weight_bytes for f in fs)
         code = int(sum(f.code_bytes for f in fs) * b.code_factor)
         ram = arena + io_bytes + b.runtime_ram
@@ -164,8 +171,9 @@ def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partit
         for j in range(i + 1, n + 1):
             if rm.stage(i, j).fits:
                 row.append(j)
-            elif rm.stage(i, j).weight_bytes > budget.flash_bytes + budget.ram_bytes:
-                break
+            elif (rm.stage(i, j).weight_bytes > budget.flash_bytes + budget.ram_bytes
+                  or rm.received(i, j) + budget.runtime_ram > budget.ram_bytes):
+                break    # weights and received inputs only grow with j: nothing longer fits
         ends.append(row)
     best = [[inf] * (n + 1) for _ in range(max_stages + 1)]
     back = [[-1] * (n + 1) for _ in range(max_stages + 1)]

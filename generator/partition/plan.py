@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from generator.errors import DoesNotFitError, UsageError
-from generator.types import ImportedModel, Route
+from generator.types import ImportedModel, InputSlice, Route
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,8 @@ HOST = 0xFFFF
 CYCLES_PER_MAC = {"cortex-m3": 100.0, "cortex-m4f": 6.0, "cortex-m4": 60.0}
 #: share of a PE's weight room one layer may take before it is sharded (room for code, others)
 WEIGHT_SHARE = 0.7
+#: shares of a PE's free RAM one band op may hold (generator/partition/bands.py), tried in turn
+BAND_SHARES = (0.85, 0.55, 0.35)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,15 @@ def pe_budget(pe_kind, mesh):
         unified=pe_kind.code_in_ram,
         cycles_per_mac=CYCLES_PER_MAC.get(pe_kind.cpu, 50.0),
         cycles_per_link_byte=pe_kind.clock_hz / bytes_per_s)
+
+
+def band_room(pe_kind, share: float = BAND_SHARES[0]) -> int:
+    """Bytes one band op may hold (its input and output rows): a PE's RAM after the runtime,
+    with a margin for the op's scratch and the stage's other tensors."""
+    room = pe_kind.ram_bytes - pe_kind.reserve_ram_bytes
+    if pe_kind.code_in_ram:
+        room -= pe_kind.reserve_flash_bytes
+    return max(1024, int(room * share))
 
 
 def weight_budget(pe_kind) -> int:
@@ -170,6 +181,9 @@ class MeshPlan:
     replicas: tuple[ReplicaPlan, ...]
     shards: tuple[Any, ...]             # partition.shard decisions (sharded layers)
     bottleneck_cycles: float
+    #: per program input: the rows of a model input it carries (a band split cuts the input)
+    input_slices: tuple[InputSlice, ...] = ()
+    bands: Any = None                   # partition.bands_rewrite.BandSplit, or None
 
 
 def _fmt_kib(n: int) -> str:
@@ -281,20 +295,43 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
     """Shard, prepare, partition and place ``model`` on ``mesh`` (any size, one PE included)."""
     from generator.aot.stage import prepare_model, step_facts
     from generator.partition.placement import available_pes, place
+    from generator.partition.bands_rewrite import band_split
     from generator.partition.shard import shard_layers
 
     pe_kind = mesh.pe_kind
-    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind))
-    pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
     budget = pe_budget(pe_kind, mesh)
-    facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
     have = available_pes(mesh, max_pes)
-    try:
-        part, n_rep = _partition(model, mesh, pm, facts, budget, have, replicas)
-    except DoesNotFitError:
-        if have == 1 and facts:
-            raise _one_pe_error(model, mesh, pm, facts, budget) from None
-        raise
+    slices = tuple(InputSlice(i) for i in range(len(model.inputs)))
+    # with a band split, fewer rows per band let several band ops share a PE: try smaller
+    # bands when the pipeline needs more PEs than the mesh has
+    folded = model.mod
+    if have > 1:
+        from tvm import relax
+        folded = relax.transform.FoldConstant()(model.mod)
+    first_error: DoesNotFitError | None = None
+    for attempt, share in enumerate(BAND_SHARES):
+        mod, bands = folded, None
+        if have > 1:
+            mod, bands, slices = band_split(mod, avail=band_room(pe_kind, share),
+                                            cycles_per_mac=budget.cycles_per_mac,
+                                            cycles_per_link_byte=budget.cycles_per_link_byte,
+                                            max_bands=have)
+        sharded_mod, shards = shard_layers(mod, weight_budget(pe_kind))
+        pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
+        facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
+        try:
+            part, n_rep = _partition(model, mesh, pm, facts, budget, have, replicas)
+            break
+        except DoesNotFitError as err:
+            if have == 1 and facts:
+                raise _one_pe_error(model, mesh, pm, facts, budget) from None
+            if first_error is not None and bands is None:
+                raise first_error from None       # smaller bands found no split at all
+            first_error = first_error or err
+            if bands is None or attempt == len(BAND_SHARES) - 1:
+                raise first_error from None
+            log.info("band split with %.0f%% of a PE per band op does not fit %d PEs; "
+                     "trying smaller bands", share * 100, have)
     stages = stage_defs(pm, part.ranges)
     placement = place(mesh, [(f"{model.name}_s{st.index}", 1) for st in stages],
                       replicas=n_rep, max_pes=max_pes)
@@ -302,4 +339,4 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
     log.info("plan: %d stage(s) x %d replica(s) on %d of %d PEs", len(stages), n_rep, len(pes),
              mesh.num_pes)
     return MeshPlan(pm, stages, tuple(s.cost for s in part.stages), pes, reps, tuple(shards),
-                    part.bottleneck)
+                    part.bottleneck, slices, bands)
