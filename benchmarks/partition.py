@@ -17,6 +17,7 @@ Usage: .venv/bin/python benchmarks/partition.py [--no-run] [memory|bands|board .
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,16 +42,19 @@ it.print_allocations()
 
 def tflm_plan(path: Path) -> dict[str, int]:
     """TFLite Micro's arena (head: activations; total: with its runtime data)."""
-    out = subprocess.run([sys.executable, "-c", _TFLM, str(path)], capture_output=True,
-                         text=True, check=True).stdout
+    run = subprocess.run([sys.executable, "-c", _TFLM, str(path)], capture_output=True,
+                         text=True, check=True)
+    out = run.stdout + run.stderr
     got = dict(re.findall(r"Arena allocation (\w+) (\d+) bytes", out))
     return {k: int(v) for k, v in got.items()}
 
 
 def _cli(*args: str) -> None:
+    """A pemesh command, its printout on stderr (stdout is the JSON)."""
     from generator.cli import main
 
-    code = main(list(args))
+    with contextlib.redirect_stdout(sys.stderr):
+        code = main(list(args))
     if code != 0:
         raise RuntimeError(f"pemesh {' '.join(args)}: exit {code}")
 
@@ -77,9 +81,10 @@ def memory() -> dict:
             "arena_lower_bound": max(s["arena_lower_bound"] for s in stages),
             "io_bytes": max(s["io_size"] for s in stages),
             "ram_bytes": max(s["memory"]["ram_bytes"] for s in stages),
-            "tflm_arena_head": tflm_plan(path).get("head"),
-            "tflm_arena_total": tflm_plan(path).get("total"),
         }
+        plan = tflm_plan(path)
+        res[name].update({"tflm_arena_head": plan.get("head"),
+                          "tflm_arena_total": plan.get("total")})
         head = res[name]["tflm_arena_head"]
         if head:
             res[name]["arena_vs_tflm"] = round(res[name]["arena_bytes"] / head, 4)
