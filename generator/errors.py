@@ -63,6 +63,6 @@ class RunError(PemeshError):
 
 
 class CheckError(PemeshError):
-    """Outputs did not match the TVM host reference."""
+    """Outputs did not match the reference (the anchor's output)."""
 
     exit_code = 9
