@@ -119,7 +119,9 @@ class RunCmd(Command):
                             "a dataset's outputs stack along a leading axis)")
         p.add_argument("--platform", choices=["qemu", "host"], default="qemu")
         p.add_argument("--check", action="store_true",
-                       help="compare with the anchor's output (TFLite Micro, onnxruntime or torch; TVM only for a model made in memory); exit non-zero on mismatch")
+                       help="compare with the anchor's output (TFLite Micro, onnxruntime or "
+                            "torch; TVM only for a model made in memory); exit non-zero on "
+                            "mismatch")
         p.add_argument("--count", type=_positive_int, default=1,
                        help="run K inferences (each input K times)")
         p.add_argument("--timeout", type=_positive_seconds, default=60.0,

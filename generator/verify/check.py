@@ -1,4 +1,5 @@
-"""``pemesh run --check``: compare outputs with the anchor's reference (TFLite Micro, onnxruntime, torch).
+"""``pemesh run --check``: compare outputs with the anchor's reference (TFLite Micro,
+onnxruntime, torch).
 
 With the stored reference input, the stored reference output is the expectation. With the
 user's own ``--input``, the reference is computed for that input: the model is imported again
