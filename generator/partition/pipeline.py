@@ -139,8 +139,11 @@ def _align(n: int, a: int = 16) -> int:
     return (n + a - 1) // a * a
 
 
-def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partition:
-    """Exact bottleneck-minimising split of the step chain into ≤ ``max_stages`` fitting stages."""
+def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int,
+                       glued: frozenset[int] = frozenset()) -> Partition:
+    """Exact bottleneck-minimising split of the step chain into ≤ ``max_stages`` fitting stages.
+    ``glued``: steps that stay in one stage with the step after them (no cut right after them:
+    a broadcast relay and the layer part it feeds, partition/shard.py)."""
     rm = RangeModel(prog, facts, budget)
     n = rm.n
     if n == 0:
@@ -162,6 +165,8 @@ def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partit
     for i in range(n):
         row = []
         for j in range(i + 1, n + 1):
+            if j - 1 in glued and j < n:
+                continue
             if rm.stage(i, j).fits:
                 row.append(j)
             elif rm.stage(i, j).weight_bytes > budget.flash_bytes + budget.ram_bytes:

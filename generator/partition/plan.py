@@ -193,7 +193,13 @@ def _one_pe_error(model: ImportedModel, mesh, pm, facts, budget) -> DoesNotFitEr
 
 
 def _partition(model, mesh, pm, facts, budget, have: int, replicas: str | int):
-    from generator.partition.pipeline import partition_pipeline
+    from generator.partition.pipeline import partition_pipeline as _pp
+    from generator.partition.shard import RELAY
+
+    glued = frozenset(i for i, st in enumerate(pm.prog.steps) if st.func.startswith(RELAY))
+
+    def partition_pipeline(prog, facts, budget, k):
+        return _pp(prog, facts, budget, k, glued)
 
     if replicas == "max":
         # the fewest stages that fit, then as many copies as the mesh holds
@@ -284,7 +290,8 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
     from generator.partition.shard import shard_layers
 
     pe_kind = mesh.pe_kind
-    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind))
+    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind),
+                                       room=int(weight_budget(pe_kind) / WEIGHT_SHARE))
     pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
     budget = pe_budget(pe_kind, mesh)
     facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
