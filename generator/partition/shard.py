@@ -178,10 +178,22 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None
             self.pending = _Split(axis, tuple(bounds), tuple(parts))
             level = list(parts)
             while len(level) > MAX_FAN_IN:
-                level = [self.emit(relax.op.concat(level[g:g + MAX_FAN_IN], axis=axis))
+                level = [self.opaque_concat(level[g:g + MAX_FAN_IN], axis)
                          if len(level[g:g + MAX_FAN_IN]) > 1 else level[g]
                          for g in range(0, len(level), MAX_FAN_IN)]
             return relax.op.concat(level, axis=axis) if len(level) > 1 else level[0]
+
+        def opaque_concat(self, values, axis):
+            """An inner node of a concat tree: a PrimFunc marked opaque, so fusion does not
+            merge the tree back into one step with every part as its input."""
+            from tvm import topi
+
+            expr = self.builder_.call_te(topi.concatenate, values, axis,
+                                         primfunc_name_hint="pemesh_gather")
+            gv = expr.args[0]
+            func = self.builder_.get()[gv]
+            self.builder_.update_func(gv, func.with_attr("op_pattern", 8))   # kOpaque
+            return self.emit(expr)
 
         def is_param(self, x) -> bool:
             return any(x.same_as(p) for p in self.params)
@@ -209,14 +221,18 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None
 
         def reduce_tree(self, k: int, out_bytes: int, part_weight: int, in_bytes: int, make):
             """Emit the partial-sum tree; return the root sum's expression (unemitted)."""
-            free = room - part_weight - out_bytes - in_bytes - _SLACK
+            # the root also takes the epilogue's operands (a residual: one more full-size input)
+            free = room - part_weight - 2 * out_bytes - in_bytes - _SLACK
             fan = max(1, min(MAX_FAN_IN, free // max(1, out_bytes)))
+            # all products first, then the sums (this order lets fusion make one
+            # fused_matmul_add step per part; interleaved, it fuses every add into the root)
+            prods = {i: self.emit(make(i)) for i in reversed(range(k))}
             sums: dict[int, object] = {}
             for i in reversed(range(k)):
-                s = make(i)
+                s = prods[i]
                 for c in heap_children(i, k, fan):
-                    s = relax.op.add(self.emit(s), sums[c])
-                sums[i] = s if i == 0 else self.emit(s)
+                    s = relax.op.add(s if isinstance(s, relax.Var) else self.emit(s), sums[c])
+                sums[i] = s if i == 0 or isinstance(s, relax.Var) else self.emit(s)
             return sums[0], fan
 
         # --- rules -------------------------------------------------------------------------
