@@ -27,24 +27,32 @@ a *split*: ``k`` part values along one axis, with their index ranges ``[a_i, b_i
    ``x`` is split along ``K`` (the axis ``matmul`` reduces) becomes parts ``matmul(x_i, W[a_i:b_i])``,
    each a full-size partial sum (Megatron-style: matmul #1 by columns, matmul #2 by rows; attention
    by heads, then the output projection by the heads' rows). A convolution whose input is split by
-   channels likewise becomes ``conv2d(x_i, W[:, a_i:b_i])``. A constant ``W`` over the budget whose
-   input is not split is row-split the same way after ``strided_slice``-ing the input.
+   channels likewise becomes ``conv2d(x_i, W[:, a_i:b_i])``. A constant ``W`` whose single output
+   column is over the budget is row-split after ``strided_slice``-ing its unsplit input.
 4. *Reduction tree.* The partial sums are added in a tree over the parts themselves: part ``i``
    computes ``s_i = x_i·W_i + Σ s_c`` over its children ``c`` (heap order: children of ``i`` are
    ``F·i+1 … F·i+F``), so fusion makes one step per part (``fused_matmul_add…``) and no PE is
    an adder only. The fan-in ``F`` is the largest (≤ :data:`MAX_FAN_IN`) whose partial sums fit
    the PE's room next to the part's weights; the root's sum is the layer's output and takes the
    epilogue (bias, residual add, activation) that follows.
-5. *Broadcast tree.* A value that ``k > FAN_OUT`` parts read (the input of a column split) is sent
-   along a tree: parts ``0 … FAN_OUT-1`` read it from its producer; part ``j`` with children in the
-   heap of arity :data:`FAN_OUT` first copies the value it read (a *relay* step, ``pemesh_relay``,
-   emitted just before the part and kept on the part's PE: see plan.py) and its children read the
-   copy. So no PE sends one tensor to more than ``FAN_OUT`` PEs and every PE holding the value
-   uses it. Model inputs are exempt: the host sends them to every entry PE itself.
+5. *Broadcast tree.* A value that parts read (the input of a column split; several splits of
+   one value count together) has *senders*, each with room for :data:`FAN_OUT` readers: first
+   its producer only. Each part takes the first sender with room; the part that takes the last
+   room also copies the value it read (a *relay* step, ``pemesh_relay``, emitted just before the
+   part and kept on the part's PE by the pipeline DP, see plan.py), a new sender with room for
+   FAN_OUT more. So no PE sends one tensor to more than ``FAN_OUT`` parts (+ its relay), the tree
+   has depth ~log_FAN_OUT(k), and every PE holding the value uses it; a relay nobody ends up
+   reading is dead code. Model inputs are exempt: the host sends them to every entry PE itself.
 6. *Materialization.* Any other consumer of a split value reads its concatenation: a tree of
    ``concat`` steps of fan-in ≤ :data:`MAX_FAN_IN` (the gather of a layer split for an operator
    that needs the whole tensor). The pass emits that concatenation for every split value; the ones
    no consumer reads are removed by dead-code elimination.
+
+Traffic per inference of a layer split ``k`` ways: the broadcast sends its input ``k`` times
+(once per part, over relays), a column split's slices go part to part (``|out|`` in all), a row
+split sends ``k - 1`` full-size partial sums up the tree. The number of parts is fixed by memory
+(the fewest whose slices fit); choosing among splits by cycles and link bytes inside the
+pipeline DP is not done here.
 
 All parts compute exactly what the unsplit layer computes for their slice (column and
 propagated splits: bit-identical), partial sums differ from the unsplit reduction only by the
@@ -221,7 +229,8 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None
 
         def reduce_tree(self, k: int, out_bytes: int, part_weight: int, in_bytes: int, make):
             """Emit the partial-sum tree; return the root sum's expression (unemitted)."""
-            # the root also takes the epilogue's operands (a residual: one more full-size input)
+            # F: the largest fan-in whose partial sums fit beside the part's weights, input and
+            # output, keeping one more full-size operand for the root's epilogue (a residual)
             free = room - part_weight - 2 * out_bytes - in_bytes - _SLACK
             fan = max(1, min(MAX_FAN_IN, free // max(1, out_bytes)))
             # all products first, then the sums (this order lets fusion make one
