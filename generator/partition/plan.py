@@ -290,8 +290,10 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
     from generator.partition.shard import shard_layers
 
     pe_kind = mesh.pe_kind
-    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind),
-                                       room=int(weight_budget(pe_kind) / WEIGHT_SHARE))
+    ram_room = pe_kind.ram_bytes - pe_kind.reserve_ram_bytes - (
+        pe_kind.reserve_flash_bytes if pe_kind.code_in_ram else 0)
+    sharded_mod, shards = shard_layers(model.mod, weight_budget(pe_kind), room=ram_room,
+                                       weights_in_room=pe_kind.code_in_ram)
     pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
     budget = pe_budget(pe_kind, mesh)
     facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)

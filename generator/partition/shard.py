@@ -138,11 +138,12 @@ def heap_children(i: int, k: int, fan: int) -> list[int]:
     return [c for c in range(fan * i + 1, fan * i + fan + 1) if c < k]
 
 
-def shard_layers(mod, weight_budget: int, *, room: int | None = None
-                 ) -> tuple[object, list[ShardDecision]]:
+def shard_layers(mod, weight_budget: int, *, room: int | None = None,
+                 weights_in_room: bool = True) -> tuple[object, list[ShardDecision]]:
     """Split layers whose constant weights exceed ``weight_budget`` bytes (module docstring).
-    ``room``: bytes a PE has for one part's weights, io and temporaries (sizes the reduction
-    fan-in; default: the budget / 0.7)."""
+    ``room``: the RAM bytes a PE has for one part's io and temporaries — and its weights when
+    ``weights_in_room`` (one SRAM for code and data); sizes the reduction fan-in (default: the
+    budget / 0.7)."""
     from tvm import relax, te
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
@@ -231,7 +232,8 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None
             """Emit the partial-sum tree; return the root sum's expression (unemitted)."""
             # F: the largest fan-in whose partial sums fit beside the part's weights, input and
             # output, keeping one more full-size operand for the root's epilogue (a residual)
-            free = room - part_weight - 2 * out_bytes - in_bytes - _SLACK
+            free = (room - (part_weight if weights_in_room else 0) - 2 * out_bytes - in_bytes
+                    - _SLACK)
             fan = max(1, min(MAX_FAN_IN, free // max(1, out_bytes)))
             # all products first, then the sums (this order lets fusion make one
             # fused_matmul_add step per part; interleaved, it fuses every add into the root)
