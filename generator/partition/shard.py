@@ -36,17 +36,23 @@ a *split*: ``k`` part values along one axis, with their index ranges ``[a_i, b_i
    the PE's room next to the part's weights; the root's sum is the layer's output and takes the
    epilogue (bias, residual add, activation) that follows.
 5. *Broadcast tree.* A value that parts read (the input of a column split; several splits of
-   one value count together) has *senders*, each with room for :data:`FAN_OUT` readers: first
-   its producer only. Each part takes the first sender with room; the part that takes the last
-   room also copies the value it read (a *relay* step, ``pemesh_relay``, emitted just before the
-   part and kept on the part's PE by the pipeline DP, see plan.py), a new sender with room for
-   FAN_OUT more. So no PE sends one tensor to more than ``FAN_OUT`` parts (+ its relay), the tree
-   has depth ~log_FAN_OUT(k), and every PE holding the value uses it; a relay nobody ends up
-   reading is dead code. Model inputs are exempt: the host sends them to every entry PE itself.
+   one value count together) is sent along a heap of arity :data:`FAN_OUT`: parts take, in
+   order, the first *sender* with room (its producer first, then the parts in order), each
+   sender feeding ``FAN_OUT`` other parts. A part that sends is given a *relay* step
+   (``pemesh_relay``, a copy of what it received) emitted just before it, read by the part itself
+   and kept on the part's PE by the pipeline DP (see plan.py); relays of parts that send to no
+   one are dropped. So no PE sends one tensor to more than ``FAN_OUT`` parts, the tree has depth
+   ~log_FAN_OUT(k), and every PE holding the value uses it. Model inputs are exempt: the host
+   sends them to every entry PE itself.
 6. *Materialization.* Any other consumer of a split value reads its concatenation: a tree of
    ``concat`` steps of fan-in ≤ :data:`MAX_FAN_IN` (the gather of a layer split for an operator
    that needs the whole tensor). The pass emits that concatenation for every split value; the ones
    no consumer reads are removed by dead-code elimination.
+7. *Order.* The bindings are then reordered (any topological order is valid) so that a binding
+   comes as soon as the value it reads latest is made: each part's chain (a head's projection →
+   reshape → scores → softmax → context → its output-projection rows) is contiguous, and the
+   pipeline DP, which cuts contiguous ranges, keeps a chain on one PE rather than one op of
+   every head per PE.
 
 Traffic per inference of a layer split ``k`` ways: the broadcast sends its input ``k`` times
 (once per part, over relays), a column split's slices go part to part (``|out|`` in all), a row
@@ -138,6 +144,97 @@ def heap_children(i: int, k: int, fan: int) -> list[int]:
     return [c for c in range(fan * i + 1, fan * i + fan + 1) if c < k]
 
 
+def _relay_source(value):
+    """The value a relay binding copies, or None for any other binding."""
+    from tvm import relax
+
+    if (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.call_tir"
+            and str(value.args[0].name_hint).startswith(RELAY)):
+        return value.args[1].fields[0]
+    return None
+
+
+def _drop_lone_relays(bindings, result):
+    """Remove relays read by one binding only (their part): that part reads the relay's source."""
+    from tvm import relax
+
+    uses: dict = {}
+    for b in bindings:
+        for v in relax.analysis.free_vars(b.value):
+            uses[v] = uses.get(v, 0) + 1
+    for v in relax.analysis.free_vars(result):
+        uses[v] = uses.get(v, 0) + 1
+    src = {b.var: _relay_source(b.value) for b in bindings}
+    lone = {v: s for v, s in src.items() if s is not None and uses.get(v, 0) <= 1}
+    if not lone:
+        return bindings
+    out = []
+    for b in bindings:
+        if b.var in lone:
+            continue
+        value = b.value
+        if isinstance(value, relax.Call) and any(a in lone for a in value.args
+                                                 if isinstance(a, relax.Var)):
+            value = relax.Call(value.op, [lone.get(a, a) if isinstance(a, relax.Var) else a
+                                          for a in value.args], value.attrs, value.ty_args)
+            b = relax.VarBinding(b.var, value)
+        out.append(b)
+    return out
+
+
+def _chains_first(mod, deferred=frozenset()):
+    """Reorder ``main``'s dataflow bindings so that each part's chain of operators comes out
+    together (a binding is taken as soon as the value it reads latest is made; ties keep the
+    order): the pipeline DP cuts contiguous ranges, so a part's reshape → attention → ... stay
+    on one PE instead of one op of every head per PE. Any topological order is valid.
+    ``deferred`` (the partial sums) come only when nothing else is ready, in their order: with
+    every product of a tree made first, fusion makes one ``fused_matmul_add`` step per part."""
+    from tvm import relax
+
+    main_gv = mod.get_global_var("main")
+    func = mod[main_gv]
+    body = func.body
+    blocks = []
+    for block in body.blocks:
+        if not isinstance(block, relax.DataflowBlock):
+            blocks.append(block)
+            continue
+        bindings = _drop_lone_relays(list(block.bindings), body.body)
+        made = {b.var: i for i, b in enumerate(bindings)}
+        deps = [[made[v] for v in relax.analysis.free_vars(b.value) if v in made]
+                for b in bindings]
+        pos: dict[int, int] = {}
+        users: dict[int, list[int]] = {}
+        waiting = [len(set(d)) for d in deps]
+        for i, d in enumerate(deps):
+            for j in set(d):
+                users.setdefault(j, []).append(i)
+        import heapq
+
+        ready = [(0, i) for i, w in enumerate(waiting) if w == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            _, i = heapq.heappop(ready)
+            pos[i] = len(order)
+            order.append(i)
+            for u in users.get(i, []):
+                waiting[u] -= 1
+                if waiting[u] == 0:
+                    latest = max(pos[j] for j in deps[u])
+                    key = 1 if bindings[u].var in deferred else -latest
+                    heapq.heappush(ready, (key, u))
+        if len(order) != len(bindings):  # pragma: no cover - not a DAG: keep it as it was
+            blocks.append(block)
+            continue
+        blocks.append(relax.DataflowBlock([bindings[i] for i in order]))
+    new = relax.Function(func.params, relax.SeqExpr(blocks, body.body), func.ret_ty,
+                         func.is_pure, func.attrs)
+    out = mod.__class__(dict(mod.functions))
+    out[main_gv] = new
+    return out
+
+
 def shard_layers(mod, weight_budget: int, *, room: int | None = None,
                  weights_in_room: bool = True) -> tuple[object, list[ShardDecision]]:
     """Split layers whose constant weights exceed ``weight_budget`` bytes (module docstring).
@@ -167,6 +264,8 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None,
             self.splits: dict = {}        # new Var -> _Split
             self.pending: _Split | None = None
             self.bcast: dict = {}         # value -> [[sender, readers it has room for], ...]
+            self.deferred: set = set()    # partial-sum vars (ordered last, see _chains_first)
+            self.root_pending = False
 
         # --- bookkeeping -------------------------------------------------------------------
         def visit_var_binding_(self, binding):  # noqa: N802 (TVM's visitor naming)
@@ -175,6 +274,9 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None,
             if self.pending is not None:
                 self.splits[self.get_var_remap(binding.var)] = self.pending
                 self.pending = None
+            if self.root_pending:
+                self.deferred.add(self.get_var_remap(binding.var))
+                self.root_pending = False
 
         def split_of(self, arg) -> _Split | None:
             return self.splits.get(arg) if isinstance(arg, relax.Var) else None
@@ -208,24 +310,22 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None,
             return any(x.same_as(p) for p in self.params)
 
         def parts_reading(self, x, k: int, make):
-            """Emit ``make(i, src)`` for i in 0..k-1, ``src`` the sender of ``x`` part ``i``
-            reads: the producer or a relay with room (at most FAN_OUT readers each, over every
-            split that reads ``x``). When the last room is taken, the part taking it also
-            relays ``x`` (a copy emitted just before it: FAN_OUT more readers); a relay nobody
-            reads is removed as dead code."""
+            """Emit ``make(i, r_i)`` for i in 0..k-1: part ``i`` reads its own relay ``r_i`` of
+            ``x``, a copy of what the first sender with room (the producer or an earlier relay,
+            FAN_OUT remote readers each, over every split that reads ``x``) sends. Relays
+            nobody else reads are dropped again by :func:`_chains_first`."""
             if not isinstance(x, relax.Var) or self.is_param(x):
                 return [self.emit(make(i, x)) for i in range(k)]
             senders = self.bcast.setdefault(x, [[x, FAN_OUT]])
             out = []
             for i in range(k):
-                slot = next(s for s in senders if s[1] > 0)
+                slot = next(s for s in senders if s[1] > 0)      # breadth first: a heap
                 slot[1] -= 1
-                if not any(s[1] > 0 for s in senders):
-                    relay = self.emit(self.builder_.call_te(
-                        lambda t: te.compute(t.shape, lambda *ix: t(*ix), name="relay"),
-                        slot[0], primfunc_name_hint=RELAY))
-                    senders.append([relay, FAN_OUT])
-                out.append(self.emit(make(i, slot[0])))
+                relay = self.emit(self.builder_.call_te(
+                    lambda t: te.compute(t.shape, lambda *ix: t(*ix), name="relay"),
+                    slot[0], primfunc_name_hint=RELAY))
+                senders.append([relay, FAN_OUT])
+                out.append(self.emit(make(i, relay)))
             return out
 
         def reduce_tree(self, k: int, out_bytes: int, part_weight: int, in_bytes: int, make):
@@ -242,8 +342,15 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None,
             for i in reversed(range(k)):
                 s = prods[i]
                 for c in heap_children(i, k, fan):
-                    s = relax.op.add(s if isinstance(s, relax.Var) else self.emit(s), sums[c])
-                sums[i] = s if i == 0 or isinstance(s, relax.Var) else self.emit(s)
+                    if not isinstance(s, relax.Var):
+                        s = self.emit(s)
+                        self.deferred.add(s)
+                    s = relax.op.add(s, sums[c])
+                if i and not isinstance(s, relax.Var):
+                    s = self.emit(s)
+                    self.deferred.add(s)
+                sums[i] = s
+            self.root_pending = not isinstance(sums[0], relax.Var)
             return sums[0], fan
 
         # --- rules -------------------------------------------------------------------------
@@ -441,7 +548,9 @@ def shard_layers(mod, weight_budget: int, *, room: int | None = None,
             sharder.params = list(func.params)
             sharder.builder_.update_func(gv, sharder.visit_expr(func))
     new_mod = sharder.builder_.get()
-    new_mod = relax.transform.DeadCodeElimination()(new_mod) if decisions else mod
+    if decisions:
+        new_mod = relax.transform.DeadCodeElimination()(new_mod)
+        new_mod = _chains_first(new_mod, frozenset(sharder.deferred))
     for d in decisions:
         log.info("sharded %s (%d B of weights) into %d %s parts", d.op, d.weight_bytes, d.shards,
                  d.kind)
