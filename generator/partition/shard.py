@@ -67,6 +67,7 @@ order of fp32 additions (int32 accumulations are exact).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from dataclasses import dataclass
@@ -209,8 +210,6 @@ def _chains_first(mod, deferred=frozenset()):
         for i, d in enumerate(deps):
             for j in set(d):
                 users.setdefault(j, []).append(i)
-        import heapq
-
         ready = [(0, i) for i, w in enumerate(waiting) if w == 0]
         heapq.heapify(ready)
         order = []
