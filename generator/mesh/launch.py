@@ -266,11 +266,16 @@ class PeProcess:
             return "\n".join(self._tail) or "(no output)"
 
     def open_serial(self, timeout: float = 1.0) -> Any:
-        """Open the host link with pyserial, as one would a board's serial port."""
+        """Open the host link with pyserial, as one would a board's serial port (a
+        :class:`PtyPort` when the descriptor is beyond select()'s limit: hundreds of PEs)."""
         import serial
         try:
-            return serial.Serial(self.serial_path, BAUD, timeout=timeout)
-        except serial.SerialException as err:
+            port = serial.Serial(self.serial_path, BAUD, timeout=timeout)
+            if port.fileno() < _FD_SETSIZE:
+                return port
+            port.close()
+            return PtyPort(self.serial_path, timeout)
+        except (serial.SerialException, OSError) as err:
             raise RunError(f"cannot open {self.name}'s host link {self.serial_path}: {err}",
                            hint="is the PE still running?") from None
 
@@ -317,6 +322,91 @@ class PeProcess:
             self.close()
         except Exception:
             pass
+
+
+#: select() (which pyserial's read and write use) takes descriptors below this only
+_FD_SETSIZE = 1024
+
+
+class PtyPort:
+    """The part of ``serial.Serial`` HostLink uses (``read``, ``write``, ``timeout``,
+    ``in_waiting``, ``fileno``, ``close``) on a pty in raw mode, waiting with poll() so that any
+    descriptor number works (a run of hundreds of PEs opens more than 1024 descriptors)."""
+
+    def __init__(self, path: str, timeout: float | None = None):
+        import os
+        import termios
+        import tty
+
+        self.timeout = timeout
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            tty.setraw(self.fd, termios.TCSANOW)
+        except termios.error:  # pragma: no cover - not a tty (tests pass a pipe)
+            pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def _wait(self, event: int, timeout: float | None) -> bool:
+        import select
+
+        p = select.poll()
+        p.register(self.fd, event)
+        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+    @property
+    def in_waiting(self) -> int:
+        import fcntl
+        import struct
+        import termios
+
+        return struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+    def read(self, size: int = 1) -> bytes:
+        import os
+        import select
+
+        out = bytearray()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while len(out) < size:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0 and out:
+                break
+            if not self._wait(select.POLLIN, left if left is None or left > 0 else 0):
+                break
+            try:
+                data = os.read(self.fd, size - len(out))
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            out += data
+            if self.timeout == 0:
+                break
+        return bytes(out)
+
+    def write(self, data: bytes) -> int:
+        import os
+        import select
+
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                n = 0
+            view = view[n:]
+            if view:
+                self._wait(select.POLLOUT, 1.0)
+        return len(data)
+
+    def close(self) -> None:
+        import os
+
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _register(proc: PeProcess) -> None:

@@ -5,7 +5,8 @@ operator call. A stage is a contiguous range of steps in program order (a topolo
 
 * **Fit.** A stage fits a PE if RAM = arena + io buffers + runtime reserve ≤ RAM and flash =
   weights + operator code + runtime reserve ≤ flash (or, on a PE with one SRAM for code and data,
-  their sum ≤ that SRAM). The arena is estimated by its lower bound (max live bytes; the planner
+  their sum ≤ that SRAM), it has at most ``max_tensors`` inputs and outputs each, and its routes
+  (one per input, one per outside reader step of each output) fit the routing table. The arena is estimated by its lower bound (max live bytes; the planner
   reaches it on chains) and re-checked with the real plan when the stage is emitted.
 * **Objective.** Among the splits in which every stage fits and that use at most ``max_stages``
   PEs, minimise the slowest stage's cost (cycles); among equally slow splits, use fewest stages.
@@ -43,6 +44,8 @@ class PeBudget:
     cycles_per_byte: float = 2.0
     cycles_per_link_byte: float = 10.0
     code_factor: float = 0.25      # built bytes per byte of op C source (measured ~0.2–0.3)
+    max_tensors: int = 8           # io tensors per direction (CONFIG_PEMESH_MAX_TENSORS default)
+    max_routes: int = 18           # routing table entries (pemesh_pe_config, CONTRACTS §6)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,25 @@ class RangeModel:
         self.copy_srcs = {s for s, _d in prog.copies}
         self._cache: dict[tuple[int, int], StageFacts] = {}
         self._received: dict[tuple[int, int], int] = {}
+
+    def _links(self, i: int, j: int) -> tuple[int, int, int]:
+        """(input tensors, output tensors, routes) of the range ``[i, j)``: routes = one SOURCE
+        per input + one OUTPUT per reader step outside the range (an upper bound: readers may
+        share a stage) + one per model output."""
+        prog, tensors = self.prog, self.prog.tensors
+        ins, outs, routes = set(), 0, 0
+        for si in range(i, j):
+            st = prog.steps[si]
+            for a in st.args:
+                if tensors[a].kind != "const" and not (i <= self.producer.get(a, -1) < j):
+                    ins.add(a)
+            for o in st.outs:
+                later = {r for r in self.readers.get(o, []) if r >= j}
+                host = tensors[o].kind == "output" or o in self.copy_srcs
+                if later or host:
+                    outs += 1
+                    routes += len(later) + int(host)
+        return len(ins), outs, routes + len(ins)
 
     def _io_and_arena(self, i: int, j: int) -> tuple[int, int, int]:
         prog = self.prog
@@ -135,6 +157,9 @@ class RangeModel:
             fits = ram + flash <= b.ram_bytes
         else:
             fits = ram <= b.ram_bytes and flash <= b.flash_bytes
+        n_in, n_out, routes = self._links(i, j)
+        fits = (fits and n_in <= b.max_tensors and n_out <= b.max_tensors
+                and routes <= b.max_routes)
         cost = sum(f.macs * b.cycles_per_mac + (f.in_bytes + f.out_bytes) * b.cycles_per_byte
                    for f in fs) + received * b.cycles_per_link_byte
         facts = StageFacts(i, j, cost, ram, flash, weights, io_bytes, arena, fits)
@@ -146,8 +171,11 @@ def _align(n: int, a: int = 16) -> int:
     return (n + a - 1) // a * a
 
 
-def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partition:
-    """Exact bottleneck-minimising split of the step chain into ≤ ``max_stages`` fitting stages."""
+def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int,
+                       glued: frozenset[int] = frozenset()) -> Partition:
+    """Exact bottleneck-minimising split of the step chain into ≤ ``max_stages`` fitting stages.
+    ``glued``: steps that stay in one stage with the step after them (no cut right after them:
+    a broadcast relay and the layer part it feeds, partition/shard.py)."""
     rm = RangeModel(prog, facts, budget)
     n = rm.n
     if n == 0:
@@ -158,7 +186,9 @@ def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partit
             raise DoesNotFitError(
                 f"step {si} ({facts[si].func}) alone does not fit one PE: needs RAM {s.ram} B of "
                 f"{budget.ram_bytes} B, flash {s.flash} B of {budget.flash_bytes} B "
-                f"(weights {s.weight_bytes} B, arena {s.arena_bytes} B, io {s.io_bytes} B)",
+                f"(weights {s.weight_bytes} B, arena {s.arena_bytes} B, io {s.io_bytes} B; "
+                f"inputs, outputs, routes {rm._links(si, si + 1)} of at most "
+                f"{budget.max_tensors}, {budget.max_tensors}, {budget.max_routes})",
                 hint="the layer must be sharded across PEs (pemesh shards dense/conv layers "
                      "whose weights are too big), or choose a PE kind with more memory")
     inf = float("inf")
@@ -169,6 +199,8 @@ def partition_pipeline(prog, facts, budget: PeBudget, max_stages: int) -> Partit
     for i in range(n):
         row = []
         for j in range(i + 1, n + 1):
+            if j - 1 in glued and j < n:
+                continue
             if rm.stage(i, j).fits:
                 row.append(j)
             elif (rm.stage(i, j).weight_bytes > budget.flash_bytes + budget.ram_bytes

@@ -207,7 +207,13 @@ def _one_pe_error(model: ImportedModel, mesh, pm, facts, budget) -> DoesNotFitEr
 
 
 def _partition(model, mesh, pm, facts, budget, have: int, replicas: str | int):
-    from generator.partition.pipeline import partition_pipeline
+    from generator.partition.pipeline import partition_pipeline as _pp
+    from generator.partition.shard import RELAY
+
+    glued = frozenset(i for i, st in enumerate(pm.prog.steps) if st.func.startswith(RELAY))
+
+    def partition_pipeline(prog, facts, budget, k):
+        return _pp(prog, facts, budget, k, glued)
 
     if replicas == "max":
         # the fewest stages that fit, then as many copies as the mesh holds
@@ -299,6 +305,8 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
     from generator.partition.shard import shard_layers
 
     pe_kind = mesh.pe_kind
+    ram_room = pe_kind.ram_bytes - pe_kind.reserve_ram_bytes - (
+        pe_kind.reserve_flash_bytes if pe_kind.code_in_ram else 0)
     budget = pe_budget(pe_kind, mesh)
     have = available_pes(mesh, max_pes)
     slices = tuple(InputSlice(i) for i in range(len(model.inputs)))
@@ -316,7 +324,8 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
                                             cycles_per_mac=budget.cycles_per_mac,
                                             cycles_per_link_byte=budget.cycles_per_link_byte,
                                             max_bands=have)
-        sharded_mod, shards = shard_layers(mod, weight_budget(pe_kind))
+        sharded_mod, shards = shard_layers(mod, weight_budget(pe_kind), room=ram_room,
+                                           weights_in_room=pe_kind.code_in_ram)
         pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
         facts = accel_aware_facts(pm, step_facts(pm), pe_kind.accelerator, budget)
         try:
