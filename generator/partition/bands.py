@@ -26,7 +26,7 @@ part becoming that band's own padding). A band's input rows of ``a_p`` come from
 neighbours only); rows of the model input are cut by the host, so no PE receives the whole image.
 
 **Memory of a band op**: the rows it holds of each input plus its output rows, times each
-tensor's bytes per row; a segment fits with ``K`` bands if every band op and every band's input
+tensor's bytes per row (plus its weights on a PE whose code and data share one SRAM); a segment fits with ``K`` bands if every band op and every band's input
 assembly (halo rows + own rows, in and out) fits ``avail`` bytes.
 
 **The choice** is a dynamic programme over articulations, exact for this cost model:
@@ -79,6 +79,7 @@ class SOp:
     #: a global pool (sum/mean/max over all rows): as the last op of the split it runs as
     #: partial pools of its input's bands, combined after the gather
     reducible: bool = False
+    weight_bytes: int = 0                       # its constants (count where code and data share)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Geometry:
     cycles_per_mac: float = 10.0
     cycles_per_link_byte: float = 10.0
     max_bands: int = 64
+    weights_in_room: bool = False               # one SRAM for code and data: weights count
     index: dict[str, int] = field(init=False)
     region: int = field(init=False)             # ops[0 .. region) are the region
     articulations: list[int] = field(init=False)
@@ -198,7 +200,7 @@ class Geometry:
             for i in range(p + 1, q + 1):
                 op = self.ops[i]
                 o0, o1 = need[i]
-                held = (o1 - o0) * op.row_bytes
+                held = (o1 - o0) * op.row_bytes + (op.weight_bytes if self.weights_in_room else 0)
                 for n, _ in op.inputs:
                     s = self.index[n]
                     held += (need[s][1] - need[s][0]) * self.ops[s].row_bytes

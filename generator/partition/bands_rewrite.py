@@ -202,8 +202,9 @@ class _Reader:
                              and kw == ds[0][wax] and all(int(x) == 0 for x in at.padding))
                 if reducible:
                     self.kind[len(self.ops)] = ("pool", "max" if "max" in name else "avg", wax)
+            wbytes = int(const_value(value.args[1]).nbytes) if name == "relax.nn.conv2d" else 0
             return SOp(str(var), shape[ax], _nbytes(shape, dtype) // shape[ax], macs,
-                       ((str(data), rm),), io, reducible=reducible)
+                       ((str(data), rm),), io, reducible=reducible, weight_bytes=wbytes)
         if name in REDUCTIONS:
             return self._global_reduction(var, value, shape, dtype, name)
         if name in ELEMENTWISE:
@@ -251,7 +252,8 @@ def _reduction_axes(value, ndim: int) -> list[int]:
 
 
 def band_split(mod, *, avail: int, cycles_per_mac: float = 10.0,
-               cycles_per_link_byte: float = 10.0, max_bands: int = 64
+               cycles_per_link_byte: float = 10.0, max_bands: int = 64,
+               weights_in_room: bool = False
                ) -> tuple[Any, BandSplit | None, tuple[InputSlice, ...]]:
     """Split the front of ``mod`` into bands where its activations do not fit ``avail`` bytes.
 
@@ -266,7 +268,8 @@ def band_split(mod, *, avail: int, cycles_per_mac: float = 10.0,
             or len(_shape(main.params[0].ty)[0]) != 4:
         return mod, None, ident
     reader = _Reader(mod)
-    geo = Geometry(reader.ops, avail, cycles_per_mac, cycles_per_link_byte, max_bands)
+    geo = Geometry(reader.ops, avail, cycles_per_mac, cycles_per_link_byte, max_bands,
+                   weights_in_room)
     choice = choose_bands(geo)
     if choice is None:
         return mod, None, ident

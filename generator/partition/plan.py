@@ -323,7 +323,8 @@ def plan_mesh(model: ImportedModel, mesh, *, max_pes: int | None = None,
             mod, bands, slices = band_split(mod, avail=band_room(pe_kind, share),
                                             cycles_per_mac=budget.cycles_per_mac,
                                             cycles_per_link_byte=budget.cycles_per_link_byte,
-                                            max_bands=have)
+                                            max_bands=have,
+                                            weights_in_room=pe_kind.code_in_ram)
         sharded_mod, shards = shard_layers(mod, weight_budget(pe_kind), room=ram_room,
                                            weights_in_room=pe_kind.code_in_ram)
         pm = prepare_model(sharded_mod, model.name, cpu=pe_kind.cpu)
