@@ -11,8 +11,9 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -127,6 +128,9 @@ def _print_run(doc: dict, shift: int | None, faults: Faults | None, res) -> None
         print(f"faults injected: {fab.injected_bitflips} bit flips, "
               f"{fab.injected_garbage_bytes} garbage bytes, {fab.injected_drops} dropped frames; "
               f"PEs counted {seen} bad frames and resent {resent} READY credits")
+    for r in doc.get("ranks", ()):
+        print(f"rank {r['rank']} (host {r['host']}): {len(r['pes'])} PEs, {r['frames_out']} frames "
+              f"to other ranks, {r['frames_in']} from them")
     print(f"throughput: {doc['inferences']} inference(s) in {doc['seconds']:.3f} s = "
           f"{doc['inferences_per_s']:.2f} inferences/s over {doc['replicas']} replica(s)")
     if "slowest_stage" in doc and len(doc["pes"]) > 1:
@@ -134,10 +138,27 @@ def _print_run(doc: dict, shift: int | None, faults: Faults | None, res) -> None
         print(f"slowest stage: {s['stage']} on PE {s['pe']}: {s['cycles']} cycles per inference")
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """``pemesh run OUT [--input X] [--output Y] [--platform qemu|host] [--check] [--count K]
-    [--trace T.json]``, for any number of PEs: every item of the input K times."""
-    from generator.verify.check import check_outputs, expected_outputs_for
+@dataclass
+class RunSetup:
+    """What ``pemesh run`` checked and prepared before anything starts."""
+
+    out: Path
+    tree: OutTree
+    manifest: Any
+    plan: Any
+    items: list
+    output: Path | None
+    trace_path: Path | None
+    count: int
+    faults: Faults | None
+    shift: int | None
+    trace: TraceRecorder | None
+    feed: list
+
+
+def prepare_run(args: argparse.Namespace, *, capacity: bool = True) -> RunSetup:
+    """Read OUT/, the inputs and every option; refuse what cannot run (``capacity``: this
+    machine's memory and file descriptors for all the PEs)."""
     from generator.verify.inputs import load_items
 
     out = Path(args.out).resolve()
@@ -157,37 +178,74 @@ def run_command(args: argparse.Namespace) -> int:
     if why is not None:
         raise UsageError(f"--trace {trace_path}: {why}", hint="write the trace to a folder you own")
     count = max(1, int(getattr(args, "count", 1) or 1))
-    check_capacity(len(plan.pes), args.platform)
-    faults = _faults(args)
+    if capacity:
+        check_capacity(len(plan.pes), args.platform)
     shift = DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None
     trace = TraceRecorder() if trace_path is not None else None
     feed = [item for item in items for _ in range(count)]
-    progress = Progress(len(feed))
+    return RunSetup(out, tree, manifest, plan, items, output, trace_path, count, _faults(args),
+                    shift, trace, feed)
+
+
+def runner_options(args: argparse.Namespace, s: RunSetup) -> dict[str, Any]:
+    """The MeshRunner keywords of a run."""
+    return dict(platform=args.platform, icount_shift=s.shift,
+                timeout=float(getattr(args, "timeout", 60.0) or 60.0),
+                hop_delay_s=float(getattr(args, "hop_delay", 0) or 0), faults=s.faults,
+                log_dir=s.tree.run_dir, trace=s.trace)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``pemesh run OUT [--input X] [--output Y] [--platform qemu|host] [--check] [--count K]
+    [--trace T.json] [--ranks R]``, for any number of PEs: every item of the input K times;
+    over MPI ranks when started by mpirun/srun (or with --ranks)."""
+    from generator.mesh.mpi import launcher_world
+
+    world = launcher_world()
+    if getattr(args, "ranks", None) and world is None:
+        from generator.commands.run_mpi import start_local_mpirun
+        return start_local_mpirun(args)
+    if world is not None and world[1] > 1:
+        from generator.commands.run_mpi import run_ranked
+        return run_ranked(args)
+    s = prepare_run(args)
+    progress = Progress(len(s.feed))
     try:
-        with MeshRunner(plan, platform=args.platform, icount_shift=shift,
-                        timeout=float(getattr(args, "timeout", 60.0) or 60.0),
-                        hop_delay_s=float(getattr(args, "hop_delay", 0) or 0), faults=faults,
-                        log_dir=tree.run_dir, trace=trace, on_output=progress) as runner:
-            res = runner.infer_many(feed)
+        with MeshRunner(s.plan, **runner_options(args, s), on_output=progress) as runner:
+            res = runner.infer_many(s.feed)
     finally:
         progress.close()
+    return finish_run(args, s, res)
+
+
+def finish_run(args: argparse.Namespace, s: RunSetup, res: Any,
+               extra: dict[str, Any] | None = None) -> int:
+    """run.json, the printout, the trace, --output and --check of a finished run. ``extra``
+    (MPI runs): per-PE ``rank``/``host`` (``pes``: id → dict) and the ``ranks`` list."""
+    from generator.verify.check import check_outputs, expected_outputs_for
+
+    plan, shift, trace, count, items = s.plan, s.shift, s.trace, s.count, s.items
     doc = summary(plan, res, shift)
-    write_run(out, run_record(doc, args.platform))
-    _print_run(doc, shift, faults, res)
+    if extra:
+        for p in doc["pes"]:
+            p.update(extra["pes"].get(p["id"], {}))
+        doc["ranks"] = extra["ranks"]
+    write_run(s.out, run_record(doc, args.platform))
+    _print_run(doc, shift, s.faults, res)
     if trace is not None:
         seconds_per_cycle = plan_tick_ns(plan) * 1e-9 if shift is not None else 1e-9
-        trace.write(trace_path, trace.to_chrome(
+        trace.write(s.trace_path, trace.to_chrome(
             plan.pes, {i: st.cycles for i, st in res.stats.items()}, seconds_per_cycle,
             float(plan.geometry.on_chip.bytes_per_s)))
-        print(f"trace written to {trace_path} (open it in ui.perfetto.dev or chrome://tracing)")
-    if output is not None:
+        print(f"trace written to {s.trace_path} (open it in ui.perfetto.dev or chrome://tracing)")
+    if s.output is not None:
         last = res.outputs[-len(items) * count:][count - 1::count]    # the last run of each item
         outs = last[0] if len(items) == 1 else [np.stack(o) for o in zip(*last)]
-        save_outputs(output, outs, plan.model_outputs)
-        print(f"output written to {output}"
+        save_outputs(s.output, outs, plan.model_outputs)
+        print(f"output written to {s.output}"
               + (f" ({len(items)} items along the first axis)" if len(items) > 1 else ""))
     if args.check:
-        refs, anchor = expected_outputs_for(out, manifest, items, user_inputs=bool(args.input))
-        check_outputs(res.outputs, [refs[k // count] for k in range(len(feed))], tree.run_dir,
+        refs, anchor = expected_outputs_for(s.out, s.manifest, items, user_inputs=bool(args.input))
+        check_outputs(res.outputs, [refs[k // count] for k in range(len(s.feed))], s.tree.run_dir,
                       anchor=anchor)
     return 0
