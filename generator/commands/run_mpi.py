@@ -19,7 +19,6 @@ RunError's code without MPI_Finalize (which would wait for the dead).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -54,8 +53,11 @@ def _strip_ranks(argv: list[str]) -> list[str]:
 
 def start_local_mpirun(args: argparse.Namespace) -> int:
     """``pemesh run … --ranks R``: the same command under ``mpirun -n R`` on this machine."""
-    if importlib.util.find_spec("mpi4py") is None:
-        raise ToolchainError("--ranks needs mpi4py, which is not installed", hint=INSTALL_HINT)
+    try:
+        import mpi4py  # noqa: F401 - only looked for here (MPI starts in the ranks)
+    except ImportError:
+        raise ToolchainError("--ranks needs mpi4py, which is not installed",
+                             hint=INSTALL_HINT) from None
     argv = _strip_ranks(list(getattr(args, "_argv", None) or sys.argv[1:]))
     cmd = mpirun_command(int(args.ranks), argv)
     fd, status = tempfile.mkstemp(prefix="pemesh-mpi-", suffix=".status")
