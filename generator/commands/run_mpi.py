@@ -118,7 +118,7 @@ def _die(err: PemeshError, cleanup: Any = None) -> None:
 
 def run_ranked(args: argparse.Namespace) -> int:
     """This process is one rank of an MPI job running ``pemesh run``."""
-    from generator.commands.run import prepare_run
+    from generator.commands.run_steps import prepare_run
     from generator.mesh.runner import load_plan
 
     env_rank = (launcher_world() or (0, 1))[0]
@@ -175,7 +175,7 @@ def _serve_block(args: argparse.Namespace, world: World, plan: Any, owner: dict[
     from generator.manifest import OutTree
     from generator.mesh.launch import DEFAULT_ICOUNT_SHIFT
     from generator.mesh.shard import BlockServer
-    from generator.commands.run import _faults
+    from generator.commands.run_steps import _faults
 
     server = BlockServer(world, plan, owner, platform=args.platform,
                          icount_shift=DEFAULT_ICOUNT_SHIFT if args.platform == "qemu" else None,
@@ -203,7 +203,7 @@ def _silent_ranks(runner: Any) -> list[int]:
 
 
 def _run_rank0(args: argparse.Namespace, world: World, setup: Any, owner: dict[int, int]) -> int:
-    from generator.commands.run import Progress, finish_run, runner_options
+    from generator.commands.run_steps import Progress, finish_run, runner_options
     from generator.mesh.shard import MpiMeshRunner
 
     progress = Progress(len(setup.feed))
