@@ -283,8 +283,15 @@ class PeProcess:
         with self._lock:
             return "\n".join(self._tail) or "(no output)"
 
-    def open_serial(self, timeout: float = 1.0) -> Any:
-        """Open the host link with pyserial, as one would a board's serial port."""
+    def open_serial(self, timeout: float = 1.0, *, raw: bool = False) -> Any:
+        """Open the host link with pyserial, as one would a board's serial port; ``raw``: as
+        a :class:`PtyPort` (non-blocking, no select(): for meshes with over 1024 open files)."""
+        if raw:
+            try:
+                return PtyPort(self.serial_path)
+            except OSError as err:
+                raise RunError(f"cannot open {self.name}'s host link {self.serial_path}: {err}",
+                               hint="is the PE still running?") from None
         import serial
         try:
             return serial.Serial(self.serial_path, BAUD, timeout=timeout)
@@ -335,6 +342,53 @@ class PeProcess:
             self.close()
         except Exception:
             pass
+
+
+class PtyPort:
+    """A PE's host-link pty in raw mode, read and written without blocking: what the mesh
+    runner needs of a serial port (``read``, ``write``, ``fileno``). Unlike pyserial it never
+    calls select(), which fails on descriptors past 1024 — a run of 256 PEs holds ~1,600."""
+
+    def __init__(self, path: str):
+        import os
+        import tty
+        self.timeout: float | None = 0
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            tty.setraw(self.fd)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self, size: int = 1) -> bytes:
+        import os
+        try:
+            return os.read(self.fd, size)
+        except (BlockingIOError, InterruptedError):
+            return b""
+
+    def write(self, data: bytes) -> int:
+        import os
+        import select
+        view, poller = memoryview(data), None
+        while view:
+            try:
+                view = view[os.write(self.fd, view):]
+            except (BlockingIOError, InterruptedError):
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self.fd, select.POLLOUT)
+                poller.poll(100)
+        return len(data)
+
+    def close(self) -> None:
+        import os
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _register(proc: PeProcess) -> None:
@@ -389,5 +443,5 @@ def launch(result: BuildResult, *, platform: str | None = None,
     raise UsageError(f"unknown platform '{platform}'", hint="use qemu or host")
 
 
-__all__ = ["PeProcess", "launch", "qemu_command", "qemu_machine", "tick_ns", "ticks_to_instructions",
+__all__ = ["PeProcess", "PtyPort", "launch", "qemu_command", "qemu_machine", "tick_ns", "ticks_to_instructions",
            "DEFAULT_ICOUNT_SHIFT", "QEMU_TICK_NS"]

@@ -229,7 +229,7 @@ class MeshRunner:
             for pe in pes:
                 self.procs[pe.id].wait_ready(max(0.5, deadline - time.monotonic()))
             for pe in pes:
-                port = self.procs[pe.id].open_serial()
+                port = self.procs[pe.id].open_serial(raw=True)
                 self._ports.append(port)
                 self.links[pe.id] = MeshPeLink(port, pe.id)
             pongs = ping_all(list(self.links.values()), self.startup_timeout)

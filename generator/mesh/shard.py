@@ -136,7 +136,7 @@ class RemotePe:
             raise RunError(f"rank {st.rank} (host {st.host}): {st.error}",
                            hint="the rank's PE logs are in OUT/run/ on that host")
 
-    def open_serial(self) -> RelayPort:
+    def open_serial(self, timeout: float = 1.0, *, raw: bool = True) -> RelayPort:
         return self.fabric.relay(self.id)
 
     @property
@@ -410,7 +410,7 @@ class BlockServer:
             self.procs[pe_id].wait_ready(max(0.5, deadline - time.monotonic()))
         with self._lock:
             for pe_id in self.block:
-                self.ports[pe_id] = self.procs[pe_id].open_serial()
+                self.ports[pe_id] = self.procs[pe_id].open_serial(raw=True)
                 self.ports[pe_id].timeout = 0
 
     def _wait_stop(self) -> None:
