@@ -27,6 +27,7 @@ speed-up of a cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -117,9 +118,11 @@ def main() -> None:
                 model = tmp / "autoencoder.onnx"
                 onnx.save(mlp_autoencoder(), model)
             out = tmp / name
-            assert pemesh(["compile", str(model), "-o", str(out), "--mesh",
-                           str(tmp / "mesh256.yaml"), "--replicas", replicas, "--force"]) == 0
-            assert pemesh(["build", str(out), "--backend", "host"]) == 0
+            with contextlib.redirect_stdout(sys.stderr):        # stdout: the JSON only
+                assert pemesh(["compile", str(model), "-o", str(out), "--mesh",
+                               str(tmp / "mesh256.yaml"), "--replicas", replicas,
+                               "--force"]) == 0
+                assert pemesh(["build", str(out), "--backend", "host"]) == 0
             pes = len(json.loads((out / "mesh.json").read_text())["pes"])
             docs.append({"workload": name, "pes": pes, "replicas": replicas,
                          "runs": [run(out, r, args.count) for r in args.ranks]})
