@@ -23,6 +23,7 @@ Messages (tuples; rank 0 ↔ rank r): ``frame`` (Frame, wire, at, delay_s) eithe
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import selectors
 import socket
@@ -36,7 +37,7 @@ from generator.mesh.fabric import Fabric
 from generator.mesh.fabric_types import FabricStats, Faults
 from generator.mesh.launch import launch
 from generator.mesh.mpi import DEAD_AFTER_S, HEARTBEAT_S, Channel, World, describe_block
-from generator.mesh.runner import MeshPe, MeshRunner, RunPlan
+from generator.mesh.runner import LAUNCH_WORKERS, MeshPe, MeshRunner, RunPlan
 from generator.mesh.trace import TraceRecorder
 from generator.wire import Frame
 
@@ -460,8 +461,8 @@ class BlockServer:
                 except Exception:  # pragma: no cover - already gone
                     pass
             self.ports.clear()
-        for proc in self.procs.values():
-            proc.close()
+        with concurrent.futures.ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
+            list(pool.map(lambda p: p.close(), list(self.procs.values())))
         stats = self.fabric.stats()
         self.fabric.stop()
         self.channel.send(0, ("bye", stats))
