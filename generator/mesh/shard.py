@@ -24,6 +24,7 @@ Messages (tuples; rank 0 ↔ rank r): ``frame`` (Frame, wire, at, delay_s) eithe
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import selectors
 import socket
@@ -145,8 +146,7 @@ class RemotePe:
         return self.id not in self.state.exited and self.fabric.rank_alive(self.state.rank)
 
     def output_tail(self) -> str:
-        tail = self.state.exited.get(self.id, (None, "(no output)"))[1]
-        return f"(on rank {self.state.rank}, host {self.state.host})\n{tail}"
+        return self.state.exited.get(self.id, (None, "(no output)"))[1]
 
     def close(self) -> None:
         """Its rank stops it (on ``stop``, or when rank 0 goes silent)."""
@@ -310,13 +310,24 @@ class ShardedFabric:
             st.bye.set()
 
 
+@dataclass(frozen=True)
+class _PlacedPe(MeshPe):
+    """A PE whose description (in every error the runner raises) says where it runs."""
+
+    where: Any = None
+
+    def describe(self) -> str:
+        return f"{self.record.describe()} on {self.where(self.id)}"
+
+
 class MpiMeshRunner(MeshRunner):
     """Rank 0's :class:`MeshRunner`: PEs of other ranks are :class:`RemotePe`, the fabric a
     :class:`ShardedFabric`."""
 
     def __init__(self, plan: RunPlan, world: World, owner: dict[int, int], **kw: Any):
         self.world, self.owner = world, owner
-        super().__init__(plan, **kw)
+        pes = {i: _PlacedPe(pe.record, pe.image, self._where) for i, pe in plan.pes.items()}
+        super().__init__(dataclasses.replace(plan, pes=pes), **kw)
         if self.fabric is None:             # a mesh of one PE has nothing to shard
             raise RunError("a single PE cannot be split over MPI ranks",
                            hint="run it without mpirun")
@@ -348,6 +359,11 @@ class MpiMeshRunner(MeshRunner):
         return RunError("; ".join(parts) + f" while {while_}",
                         hint="see the launcher's output for why the rank ended (killed, out of "
                              "memory, node failure); its PE processes were stopped with it")
+
+    def _where(self, pe: int) -> str:
+        r = self.owner[pe]
+        host = self.world.host if r == 0 else self.fabric.ranks[r].host
+        return f"rank {r} (host {host})"
 
     def placement(self) -> dict[int, tuple[int, str]]:
         """PE id → (rank, host) it ran on."""

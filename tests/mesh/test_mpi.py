@@ -200,6 +200,37 @@ def test_killed_rank_is_named_and_nothing_is_left(host_out, how):
 
 @needs_mpi
 @pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_pe_killed_on_another_rank_is_named_with_its_rank(host_out):
+    plan = json.loads((host_out / "mesh.json").read_text())
+    name = sorted(plan["pes"], key=lambda p: p["id"])[-1]["name"]     # on the last rank
+    proc = subprocess.Popen([*MPIRUN, "-n", "2", *_pemesh_cmd(
+        "run", str(host_out), "--platform", "host", "--count", "1000000")], env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        victim, deadline = None, time.monotonic() + 90
+        while victim is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if _no_leftovers(host_out).count("\n") >= 9:
+                found = subprocess.run(["pgrep", "-f", str(host_out / "build" / name / "pe")],
+                                       capture_output=True, text=True).stdout.split()
+                victim = int(found[0]) if found else None
+        assert victim is not None
+        time.sleep(2)
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 8, err
+    assert f"({name}, stage " in err and "on rank 1 (host " in err and "exited" in err, err
+    time.sleep(1)
+    assert _no_leftovers(host_out) == ""
+
+
+@needs_mpi
+@pytest.mark.mpi
 @pytest.mark.timeout(120)
 def test_block_that_does_not_fit_is_refused_before_start(host_out):
     py = _pemesh_cmd("run", str(host_out), "--platform", "host")
