@@ -218,6 +218,7 @@ def _run_rank0(args: argparse.Namespace, world: World, setup: Any, owner: dict[i
         progress.close()
         dead = _silent_ranks(runner)
         if dead:
+            runner.fabric.give_up(dead)
             _die(runner.rank_failure(dead, "the run went on (the launcher then stopped the "
                                            "job)"), runner.close)
         runner.close()

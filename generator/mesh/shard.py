@@ -16,9 +16,9 @@ leaves, go-back-N and fault injection by the shard of the PE a frame enters; at 
 gathers every shard's counters (:meth:`FabricStats.merge`).
 
 Messages (tuples; rank 0 ↔ rank r): ``frame`` (Frame, wire, at, delay_s) either way; ``host``
-(pe, bytes) either way; ``window`` (pe, rx_window), ``stats?`` (n), ``stop`` 0 → r; ``hello``
-(host, {pe: pid}, error), ``status`` (…), ``stats`` (n, FabricStats, crossed out, crossed in),
-``term`` (interrupted), ``bye`` r → 0.
+(pe, bytes) either way; ``window`` (pe, rx_window), ``stats?`` (n), ``ping``, ``stop`` 0 → r; ``hello``
+(host, {pe: pid}, error, fabric socket folder), ``status`` (…), ``stats`` (n, FabricStats,
+crossed out, crossed in), ``pong``, ``term`` (interrupted), ``bye`` r → 0.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import selectors
+import shutil
 import socket
 import threading
 import time
@@ -64,6 +65,7 @@ class RankState:
     bye: threading.Event = field(default_factory=threading.Event)
     term: bool = False
     pong: float = 0.0
+    sock_dir: str = ""
 
 
 class RelayPort:
@@ -170,6 +172,8 @@ class ShardedFabric:
                             forward=self._forward, shard=0)
         self._stats_n = 0
         self._stopped = False
+        #: ranks found dead
+        self.gone: set[int] = set()
 
     # --- the Fabric API the runner uses ---------------------------------------------------
 
@@ -253,21 +257,34 @@ class ShardedFabric:
         self._stopped = True
         for r in self.ranks:
             self.channel.send(r, ("stop",))
+        self.local.stop()                   # ours first: a launcher may kill us any moment
         deadline = time.monotonic() + 10.0
         for st in self.ranks.values():
             while not st.bye.wait(0.1) and self.rank_alive(st.rank) \
                     and time.monotonic() < deadline:
                 pass
         self.channel.close()
-        self.local.stop()
         for relay in self.relays.values():
             relay.close()
+        for st in self.ranks.values():      # a dead rank on this host leaves its socket folder
+            if st.rank in self.gone and st.host == self.world.host and st.sock_dir:
+                shutil.rmtree(st.sock_dir, ignore_errors=True)
+
+    def give_up(self, ranks: list[int]) -> None:
+        """Count ``ranks`` as dead from now on (found by elimination: waiting for them is vain)."""
+        self.gone.update(ranks)
 
     # --- ranks ----------------------------------------------------------------------------------
 
     def rank_alive(self, rank: int) -> bool:
-        return rank == 0 or (not self.ranks[rank].bye.is_set()
-                             and rank not in self.channel.silent(DEAD_AFTER_S))
+        if rank == 0:
+            return True
+        if rank in self.gone or self.ranks[rank].bye.is_set():
+            return False
+        if rank in self.channel.silent(DEAD_AFTER_S):
+            self.gone.add(rank)
+            return False
+        return True
 
     def dead_ranks(self) -> list[int]:
         return [r for r in self.ranks if not self.rank_alive(r)]
@@ -294,7 +311,7 @@ class ShardedFabric:
             return
         st = self.ranks[src]
         if kind == "hello":
-            st.host, st.pids, st.error = m[1], m[2], m[3]
+            st.host, st.pids, st.error, st.sock_dir = m[1], m[2], m[3], m[4]
             st.hello.set()
         elif kind == "status":
             st.connected, st.closed, st.exited, st.pending, st.fabric_error = m[1:6]
@@ -402,11 +419,12 @@ class BlockServer:
             try:
                 self._start_pes()
             except PemeshError as err:
-                self.channel.send(0, ("hello", self.world.host, {}, str(err)))
+                self.channel.send(0, ("hello", self.world.host, {}, str(err), self.fabric.dir))
                 self._wait_stop()
                 return err.exit_code
             self.channel.send(0, ("hello", self.world.host,
-                                  {p: pr.proc.pid for p, pr in self.procs.items()}, None))
+                                  {p: pr.proc.pid for p, pr in self.procs.items()}, None,
+                                  self.fabric.dir))
             code = self._serve()
         except KeyboardInterrupt:
             self.channel.send(0, ("term",))

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,7 +123,10 @@ def test_host_mesh_over_ranks_equals_one_process(host_out, single_run, tmp_path,
     np.testing.assert_array_equal(np.load(y), y1)   # the same firmware: the same bits
     run = json.loads((host_out / "run.json").read_text())
     _same_links(single, run)
-    assert run["fabric"]["routed_frames"] >= single["fabric"]["routed_frames"] - 4
+    # routed frames differ by READY resends only: each one is on the links' byte counts
+    ready_bytes = sum(abs(run["links"][k] - b) for k, b in single["links"].items())
+    assert abs(run["fabric"]["routed_frames"] - single["fabric"]["routed_frames"]) \
+        <= ready_bytes // READY_BYTES
     assert {p["rank"] for p in run["pes"].values()} == set(range(ranks))
     assert all(p["host"] for p in run["pes"].values())
     assert [r["rank"] for r in run["ranks"]] == list(range(ranks))
@@ -161,8 +165,9 @@ def test_killed_rank_is_named_and_nothing_is_left(host_out, how):
     run = _pemesh_cmd("run", str(host_out), "--platform", "host", "--count", "1000000")
     cmd = {"mpirun": [*MPIRUN, "-n", "2", *run], "--ranks": [*run, "--ranks", "2"],
            "recovery": [*MPIRUN, "--enable-recovery", "-n", "2", *run]}[how]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    tmp = tempfile.mkdtemp(prefix="t14-", dir="/tmp")     # the fabrics' socket folders
+    proc = subprocess.Popen(cmd, env=dict(_env(), TMPDIR=tmp), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         rank1 = None
         deadline = time.monotonic() + 90
@@ -196,6 +201,8 @@ def test_killed_rank_is_named_and_nothing_is_left(host_out, how):
     assert "Traceback" not in err
     time.sleep(1)
     assert _no_leftovers(host_out) == ""
+    assert os.listdir(tmp) == [], "a fabric's socket folder was left behind"
+    os.rmdir(tmp)
 
 
 @needs_mpi
