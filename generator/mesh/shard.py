@@ -266,13 +266,21 @@ class ShardedFabric:
         self.channel.close()
         for relay in self.relays.values():
             relay.close()
-        for st in self.ranks.values():      # a dead rank on this host leaves its socket folder
-            if st.rank in self.gone and st.host == self.world.host and st.sock_dir:
-                shutil.rmtree(st.sock_dir, ignore_errors=True)
 
     def give_up(self, ranks: list[int]) -> None:
         """Count ``ranks`` as dead from now on (found by elimination: waiting for them is vain)."""
-        self.gone.update(ranks)
+        for r in ranks:
+            self._bury(r)
+
+    def _bury(self, rank: int) -> None:
+        """A dead rank: never wait for it again; on this host, remove the socket folder its
+        fabric shard could not."""
+        if rank in self.gone:
+            return
+        self.gone.add(rank)
+        st = self.ranks[rank]
+        if st.host == self.world.host and st.sock_dir:
+            shutil.rmtree(st.sock_dir, ignore_errors=True)
 
     # --- ranks ----------------------------------------------------------------------------------
 
@@ -282,7 +290,7 @@ class ShardedFabric:
         if rank in self.gone or self.ranks[rank].bye.is_set():
             return False
         if rank in self.channel.silent(DEAD_AFTER_S):
-            self.gone.add(rank)
+            self._bury(rank)
             return False
         return True
 
