@@ -138,6 +138,9 @@ class RunCmd(Command):
                             "drops it")
         p.add_argument("--fault-seed", type=int, default=0,
                        help="mesh: seed of the injected faults")
+        p.add_argument("--ranks", type=_positive_int, default=None, metavar="R",
+                       help="split the mesh over R MPI ranks on this machine (starts mpirun; "
+                            "on a cluster run 'mpirun -n R pemesh run' or 'srun' instead)")
         p.add_argument("--trace", default=None, metavar="T.json",
                        help="write a Chrome Trace Event file (open in Perfetto or "
                             "chrome://tracing): compute per PE, frames per link")
@@ -264,6 +267,7 @@ def _terminate_as_interrupt(signum, frame) -> None:  # noqa: ARG001 (signal hand
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging(args.verbose)
     # SIGTERM (a job runner's stop, `timeout`) cleans up like Ctrl-C: emulators, PE processes
     # and the fabric's socket folder go away in the commands' finally blocks

@@ -531,11 +531,14 @@ class PeRunRecord:
     accel_macs: int | None = None
     rx_bad_frames: int | None = None
     rx_duplicates: int | None = None
+    rank: int | None = None                 # MPI runs: the rank and host the PE ran on
+    host: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = {"id": self.id, "name": self.name, "stage": self.stage, "replica": self.replica,
              "coords": list(self.coords), "inferences": self.inferences, "cycles": self.cycles}
-        for k in ("instructions", "accel_calls", "accel_macs", "rx_bad_frames", "rx_duplicates"):
+        for k in ("instructions", "accel_calls", "accel_macs", "rx_bad_frames", "rx_duplicates",
+                  "rank", "host"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         return d
@@ -547,7 +550,7 @@ class PeRunRecord:
                    inferences=int(d.get("inferences", 0)), cycles=d.get("cycles"),
                    instructions=d.get("instructions"), accel_calls=d.get("accel_calls"),
                    accel_macs=d.get("accel_macs"), rx_bad_frames=d.get("rx_bad_frames"),
-                   rx_duplicates=d.get("rx_duplicates"))
+                   rx_duplicates=d.get("rx_duplicates"), rank=d.get("rank"), host=d.get("host"))
 
 
 @dataclass(frozen=True)
@@ -561,12 +564,14 @@ class RunRecord:
     fabric: dict[str, Any] = field(default_factory=dict)
     hops_per_inference: float = 0.0
     host_retransmissions: int = 0
+    ranks: list[dict[str, Any]] = field(default_factory=list)   # MPI runs: per rank (host, frames)
 
     def to_json(self) -> dict[str, Any]:
         return {"platform": self.platform, "pes": {k: v.to_json() for k, v in self.pes.items()},
                 "links": dict(self.links), "throughput": dict(self.throughput),
                 "fabric": dict(self.fabric), "hops_per_inference": self.hops_per_inference,
-                "host_retransmissions": self.host_retransmissions}
+                "host_retransmissions": self.host_retransmissions,
+                **({"ranks": list(self.ranks)} if self.ranks else {})}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "RunRecord":
@@ -575,7 +580,8 @@ class RunRecord:
                    links={k: int(v) for k, v in (d.get("links") or {}).items()},
                    throughput=dict(d.get("throughput") or {}), fabric=dict(d.get("fabric") or {}),
                    hops_per_inference=float(d.get("hops_per_inference", 0.0)),
-                   host_retransmissions=int(d.get("host_retransmissions", 0)))
+                   host_retransmissions=int(d.get("host_retransmissions", 0)),
+                   ranks=list(d.get("ranks") or []))
 
 
 def read_run(out: Path) -> RunRecord | None:

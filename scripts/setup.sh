@@ -5,7 +5,8 @@
 #                        tflite + ai-edge-litert + tflite-micro + tensorflow-cpu: the
 #                        TFLite anchors and the converter the tests use) and, as root,
 #                        chromium for the report's browser test (~20 s with apt; if it
-#                        cannot be installed, that test is skipped, setup goes on)
+#                        cannot be installed, that test is skipped, setup goes on); and
+#                        Open MPI + pemesh[mpi] (mpi4py) for the MPI tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PKGS="gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -42,6 +43,20 @@ if [ "${PEMESH_EXTRAS:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; t
   fi
 fi
 
+# MPI runs (tests/mesh/test_mpi.py: mpirun -n 2|3 on this machine): Open MPI's launcher and the
+# headers mpi4py builds against (~30 s with apt)
+if [ "${PEMESH_EXTRAS:-}" = "test" ] && ! command -v mpirun >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Open MPI (openmpi-bin libopenmpi-dev) for the MPI tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; }
+  else
+    echo "setup: no mpirun; the MPI tests will be skipped (fail in CI)" \
+         "(sudo apt-get install -y openmpi-bin libopenmpi-dev to run them)" >&2
+  fi
+fi
+
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   echo "setup: creating $ROOT/.venv"
   "$PYTHON" -m venv "$ROOT/.venv"
@@ -50,6 +65,10 @@ VPY="$ROOT/.venv/bin/python"
 "$VPY" -m pip install -q --upgrade pip >/dev/null
 if [ "${PEMESH_EXTRAS:-}" = "test" ]; then
   "$VPY" -m pip install -q -e "$ROOT[test,tflite]"
+  # pemesh[mpi] (mpi4py) where an MPI library is installed
+  if command -v mpirun >/dev/null 2>&1 && ! "$VPY" -c "import mpi4py" >/dev/null 2>&1; then
+    "$VPY" -m pip install -q -e "$ROOT[mpi]"
+  fi
   # torch.export models: only the CPU wheel (never a multi-GB CUDA build from the registry)
   if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     wheel="$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n1 || true)"

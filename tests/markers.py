@@ -20,3 +20,18 @@ def _needs(*tools: str) -> pytest.MarkDecorator:
 needs_gcc = _needs("gcc")
 needs_arm = _needs("arm-none-eabi-gcc")
 needs_qemu = _needs("qemu-system-arm", "arm-none-eabi-gcc")
+
+
+def _mpi_missing() -> list[str]:
+    import importlib.util
+    missing = [t for t in ("mpirun",) if shutil.which(t) is None]
+    if importlib.util.find_spec("mpi4py") is None:
+        missing.append("mpi4py")
+    return missing
+
+
+#: MPI runs (tests/mesh/test_mpi.py): Open MPI's mpirun and mpi4py (scripts/setup.sh installs
+#: both when PEMESH_EXTRAS=test); in CI a missing one fails the test
+needs_mpi = pytest.mark.skipif(bool(_mpi_missing()) and not IN_CI,
+                               reason=f"needs {', '.join(_mpi_missing())} (scripts/setup.sh "
+                                      "installs openmpi-bin and pemesh[mpi])")

@@ -53,6 +53,13 @@ def serve(out: Path, *, platform: str = "qemu", icount_shift: int | None = DEFAU
 
 def serve_command(args) -> int:
     """CLI: ``pemesh serve OUT [--platform qemu|host]``."""
+    from generator.mesh.mpi import launcher_world
+
+    world = launcher_world()
+    if world is not None and world[1] > 1:
+        from generator.errors import UsageError
+        raise UsageError(f"pemesh serve runs on one machine, not over {world[1]} MPI ranks",
+                         hint="start it without mpirun/srun; 'pemesh run' runs over ranks")
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:

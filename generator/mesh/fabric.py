@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from generator.boards.catalog import Mesh
 from generator.errors import RunError
+from generator.mesh.fabric_types import FabricStats, Faults, LinkTraffic
 from generator.wire import HOST_ID, SYNC, Frame, FrameDecoder, FrameType, encode, unpack_ack
 
 if TYPE_CHECKING:
@@ -54,89 +55,6 @@ DEFAULT_RX_WINDOW = 3
 DEFAULT_RTO = 0.5
 MAX_RTO = 4.0
 _POLL_S = 0.02
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Faults injected into frames the fabric writes into PEs.
-
-    ``pes``: the PE links to disturb (None = all). Per frame written: with probability
-    ``garbage_rate`` 1..``garbage_max`` garbage bytes go before it; with probability
-    ``bitflip_rate`` a TENSOR frame is written with one bit flipped (after the sync); with
-    probability ``drop_rate`` a frame is not written at all (and a non-TENSOR frame a PE sent is
-    not routed). ``max_faults`` caps the total (None = no cap).
-    """
-
-    seed: int = 0
-    pes: tuple[int, ...] | None = None
-    garbage_rate: float = 0.0
-    garbage_max: int = 16
-    bitflip_rate: float = 0.0
-    drop_rate: float = 0.0
-    #: frame types dropped on purpose, every one of them (tests: e.g. ``(READY,)``), at most
-    #: ``max_faults`` times
-    drop_types: tuple[int, ...] = ()
-    max_faults: int | None = None
-
-    def applies_to(self, pe: int) -> bool:
-        return self.pes is None or pe in self.pes
-
-
-@dataclass(frozen=True)
-class LinkTraffic:
-    """Frames and bytes that crossed one directed link."""
-
-    frames: int = 0
-    bytes: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {"frames": self.frames, "bytes": self.bytes}
-
-
-@dataclass(frozen=True)
-class FabricStats:
-    """A snapshot of the fabric's counters.
-
-    ``mesh_links[(a, b)]``: routed frames on the mesh link from PE ``a`` to its neighbour ``b``
-    (a frame of h hops counts on h links). ``from_pe``/``to_pe``: bytes on each PE's own link 1,
-    PE→fabric and fabric→PE (with retransmissions and injected faults).
-    """
-
-    routed_frames: int
-    routed_bytes: int
-    hops: int
-    mesh_links: dict[tuple[int, int], LinkTraffic]
-    from_pe: dict[int, LinkTraffic]
-    to_pe: dict[int, LinkTraffic]
-    retransmissions: int
-    retransmissions_to: dict[int, int]
-    acks: int
-    bad_frames: int
-    skipped_bytes: int
-    undeliverable: int
-    injected_garbage_bytes: int
-    injected_bitflips: int
-    injected_drops: int = 0
-
-    @classmethod
-    def empty(cls) -> "FabricStats":
-        """The counters of a run without a fabric (a single PE: nothing crosses the mesh)."""
-        return cls(0, 0, 0, {}, {}, {}, 0, {}, 0, 0, 0, 0, 0, 0)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "routed_frames": self.routed_frames, "routed_bytes": self.routed_bytes,
-            "hops": self.hops, "retransmissions": self.retransmissions,
-            "retransmissions_to": {str(k): v for k, v in sorted(self.retransmissions_to.items())},
-            "acks": self.acks, "bad_frames": self.bad_frames,
-            "skipped_bytes": self.skipped_bytes, "undeliverable": self.undeliverable,
-            "injected_garbage_bytes": self.injected_garbage_bytes,
-            "injected_bitflips": self.injected_bitflips,
-            "injected_drops": self.injected_drops,
-            "mesh_links": {f"{a}->{b}": t.to_json() for (a, b), t in sorted(self.mesh_links.items())},
-            "from_pe": {str(k): t.to_json() for k, t in sorted(self.from_pe.items())},
-            "to_pe": {str(k): t.to_json() for k, t in sorted(self.to_pe.items())},
-        }
 
 
 @dataclass
@@ -186,8 +104,15 @@ class Fabric:
                  hop_delay_s: float = 0.0, faults: Faults | None = None,
                  rto: float = DEFAULT_RTO, sock_dir: str | None = None,
                  on_host_frame: Callable[[int, Frame], None] | None = None,
-                 trace: "TraceRecorder | None" = None):
+                 trace: "TraceRecorder | None" = None, remote: Mapping[int, int] | None = None,
+                 forward: "Callable[[int, Frame, bytes, int, float], None] | None" = None,
+                 shard: int = 0):
         self.mesh = mesh
+        #: a shard of a sharded fabric (generator/mesh/shard.py): the PEs other shards own
+        #: (PE → shard) and ``forward(shard, frame, wire, at, delay_s)``, which hands a frame
+        #: whose next hop ``at`` is such a PE to its shard (see :meth:`deliver`)
+        self.remote = dict(remote or {})
+        self.forward = forward
         self.trace = trace
         windows = (dict(endpoints) if isinstance(endpoints, Mapping)
                    else {int(p): DEFAULT_RX_WINDOW for p in endpoints})
@@ -197,7 +122,8 @@ class Fabric:
         self.faults = faults
         self.base_rto = float(rto)
         self.on_host_frame = on_host_frame
-        self._rng = random.Random(faults.seed if faults else 0)
+        # each shard draws its own faults (shard 0, or one fabric: the seed itself)
+        self._rng = random.Random((faults.seed if faults else 0) + 1_000_003 * shard)
         self._own_dir = sock_dir is None
         self.dir = sock_dir or tempfile.mkdtemp(prefix="pemesh-noc-")
         self._lock = threading.RLock()
@@ -275,6 +201,13 @@ class Fabric:
         with self._lock:
             port = self._ports[pe]
             return len(port.queue), len(port.inflight)
+
+    def deliver(self, frame: Frame, wire: bytes, at: int, delay_s: float) -> None:
+        """Go on routing a frame another shard handed over: its XY route has reached PE ``at``
+        (one of ours); ``delay_s`` is its whole route's hop delay, applied where it leaves."""
+        with self._lock:
+            self._route(frame, wire, time.monotonic(), at=at, delay_s=delay_s)
+        self._wake()
 
     def send(self, frame: Frame) -> None:
         """Inject a frame as if a PE had sent it (routed from ``frame.src``; for tests/tools)."""
@@ -473,33 +406,49 @@ class Fabric:
         port.inflight = keep
         port.rto = self.base_rto            # progress: back to the base timeout
 
-    def _route(self, frame: Frame, wire: bytes, now: float, origin: int | None = None) -> None:
+    def _route(self, frame: Frame, wire: bytes, now: float, origin: int | None = None,
+               at: int | None = None, delay_s: float = 0.0) -> None:
+        """Route a frame from its origin (or, handed over by another shard, on from PE ``at``)
+        hop by hop along the XY route: each directed link is counted by the shard of the PE it
+        leaves; the frame goes to the shard of its next hop when that PE is not ours."""
         dst = frame.dst
-        src = origin if origin is not None else frame.src
-        if dst == HOST_ID or dst not in self._ports:
-            if dst == HOST_ID and self.on_host_frame is not None:
-                self.on_host_frame(src, frame)
-            else:
-                self._undeliverable += 1
-                log.warning("fabric: dropping %s frame from %d to %d (no such endpoint)",
-                            frame.type.name if isinstance(frame.type, FrameType) else frame.type,
-                            src, dst)
-            return
-        path = self.mesh.route(src, dst) if src in self._ports else ()
-        prev = src
-        hops = []
-        for nxt in path:
-            c = self._links.setdefault((prev, nxt), [0, 0])
-            c[0] += 1
-            c[1] += len(wire)
-            hops.append((prev, nxt))
-            prev = nxt
-        if self.trace is not None:
-            self.trace.routed(frame, len(wire), tuple(hops))
-        self._routed[0] += 1
-        self._routed[1] += len(wire)
-        self._routed[2] += len(path)
-        self._ports[dst].queue.append(_Out(frame, wire, now + self.hop_delay_s * len(path)))
+        if at is None:
+            src = origin if origin is not None else frame.src
+            if dst == HOST_ID or (dst not in self._ports and dst not in self.remote):
+                if dst == HOST_ID and self.on_host_frame is not None:
+                    self.on_host_frame(src, frame)
+                else:
+                    self._undeliverable += 1
+                    log.warning("fabric: dropping %s frame from %d to %d (no such endpoint)",
+                                frame.type.name if isinstance(frame.type, FrameType)
+                                else frame.type, src, dst)
+                return
+            known = src in self._ports or src in self.remote
+            path = self.mesh.route(src, dst) if known else ()
+            if self.trace is not None:
+                self.trace.routed(frame, len(wire), tuple(zip((src, *path), path)))
+            self._routed[0] += 1
+            self._routed[1] += len(wire)
+            self._routed[2] += len(path)
+            delay_s = self.hop_delay_s * len(path)
+            at = src if known else dst
+        else:
+            path = self.mesh.route(at, dst)
+        prev = at
+        for nxt in (at, *path):
+            if nxt != prev:
+                c = self._links.setdefault((prev, nxt), [0, 0])
+                c[0] += 1
+                c[1] += len(wire)
+                prev = nxt
+            owner = self.remote.get(nxt)
+            if owner is not None:
+                if self.forward is None:
+                    self._undeliverable += 1
+                else:
+                    self.forward(owner, frame, wire, nxt, delay_s)
+                return
+        self._ports[dst].queue.append(_Out(frame, wire, now + delay_s))
 
     def _pump(self, now: float) -> None:
         for port in self._ports.values():

@@ -265,9 +265,16 @@ class PeProcess:
         with self._lock:
             return "\n".join(self._tail) or "(no output)"
 
-    def open_serial(self, timeout: float = 1.0) -> Any:
+    def open_serial(self, timeout: float = 1.0, *, raw: bool = False) -> Any:
         """Open the host link with pyserial, as one would a board's serial port (a
-        :class:`PtyPort` when the descriptor is beyond select()'s limit: hundreds of PEs)."""
+        :class:`PtyPort` when the descriptor is beyond select()'s limit: hundreds of PEs);
+        ``raw``: a non-blocking :class:`PtyPort` (never select(): the mesh runner's ports)."""
+        if raw:
+            try:
+                return PtyPort(self.serial_path, 0)
+            except OSError as err:
+                raise RunError(f"cannot open {self.name}'s host link {self.serial_path}: {err}",
+                               hint="is the PE still running?") from None
         import serial
         try:
             port = serial.Serial(self.serial_path, BAUD, timeout=timeout)

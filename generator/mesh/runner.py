@@ -199,10 +199,8 @@ class MeshRunner:
         self.icount_shift = icount_shift if self.platform == "qemu" else None
         self.log_dir = log_dir
         # one PE: no fabric (its routes all lead to the host on link 0)
-        self.fabric: Fabric | None = (
-            Fabric(plan.geometry, list(plan.pes), hop_delay_s=hop_delay_s, faults=faults,
-                   trace=trace)
-            if len(plan.pes) > 1 else None)
+        self.fabric: Fabric | Any = (self._make_fabric(hop_delay_s, faults, trace)
+                                     if len(plan.pes) > 1 else None)
         self.trace = trace
         #: called with (outputs done, outputs wanted) as each inference completes
         self.on_output = on_output
@@ -229,15 +227,12 @@ class MeshRunner:
             # started from this thread (the parent-death signal follows the forking thread),
             # all at once; then wait for every pty
             for pe in pes:
-                self.procs[pe.id] = launch(pe.image, platform=self.platform,
-                                           icount_shift=self.icount_shift, log_dir=self.log_dir,
-                                           name=pe.name, startup_timeout=self.startup_timeout,
-                                           link1=self._link1(pe.id), wait=False)
+                self.procs[pe.id] = self._launch(pe)
             deadline = time.monotonic() + self.startup_timeout
             for pe in pes:
                 self.procs[pe.id].wait_ready(max(0.5, deadline - time.monotonic()))
             for pe in pes:
-                port = self.procs[pe.id].open_serial()
+                port = self.procs[pe.id].open_serial(raw=True)
                 self._ports.append(port)
                 self.links[pe.id] = MeshPeLink(port, pe.id)
             pongs = ping_all(list(self.links.values()), self.startup_timeout)
@@ -277,6 +272,18 @@ class MeshRunner:
             list(pool.map(lambda p: p.close(), list(self.procs.values())))
         if self.fabric is not None:
             self.fabric.stop()
+
+    def _make_fabric(self, hop_delay_s: float, faults: Faults | None,
+                     trace: TraceRecorder | None) -> Any:
+        """The fabric between the PEs (one process; a sharded one over MPI overrides this)."""
+        return Fabric(self.plan.geometry, list(self.plan.pes), hop_delay_s=hop_delay_s,
+                      faults=faults, trace=trace)
+
+    def _launch(self, pe: MeshPe) -> Any:
+        """Start one PE (not waiting for its pty)."""
+        return launch(pe.image, platform=self.platform, icount_shift=self.icount_shift,
+                      log_dir=self.log_dir, name=pe.name, startup_timeout=self.startup_timeout,
+                      link1=self._link1(pe.id), wait=False)
 
     def _link1(self, pe_id: int) -> str | None:
         """The fabric socket of a PE's mesh link, or None when there is no fabric."""
@@ -578,7 +585,7 @@ def run_record(doc: dict[str, Any], platform: str) -> RunRecord:
         links={k: t["bytes"] for k, t in doc["fabric"]["mesh_links"].items()},
         throughput={k: doc[k] for k in THROUGHPUT_KEYS if k in doc}, fabric=doc["fabric"],
         hops_per_inference=doc["hops_per_inference"],
-        host_retransmissions=doc["host_retransmissions"])
+        host_retransmissions=doc["host_retransmissions"], ranks=doc.get("ranks", []))
 
 
 __all__ = ["MeshPe", "RunPlan", "MeshRunResult", "MeshRunner", "Replica", "load_plan",
