@@ -423,9 +423,13 @@ def _build_host(app_dir: Path, build_dir: Path, spec: AppSpec, runtime: Path | N
 
 def _compile_and_link(compiles: list[tuple[str, ...]], link: tuple[str, ...],
                       jobs: int | None, cwd: Path | None = None) -> None:
+    from generator.firmware import objcache
+
     for c in compiles:
         Path(c[-1]).parent.mkdir(parents=True, exist_ok=True)
-    _run_parallel(compiles, jobs, "compile", cwd=cwd)
+    run, fill = objcache.split(compiles, cwd)
+    _run_parallel(run, jobs, "compile", cwd=cwd)
+    objcache.remember(fill)
     _run(link, cwd=cwd, what="link")
 
 
