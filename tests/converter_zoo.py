@@ -34,13 +34,14 @@ Needs: tensorflow-cpu (the converter), onnx, onnxruntime (quantize_static).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tests import model_cache
 
 MODELS = ("resnet8", "dscnn", "mobilenet", "autoencoder")
 KINDS = ("int8", "hybrid", "f32")
@@ -59,13 +60,7 @@ _HERE = Path(__file__).resolve().parent
 
 def source_hash() -> str:
     """Hash of this generator's source and the TF version: the cache key."""
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    try:
-        from importlib.metadata import version
-        h.update(version("tensorflow-cpu").encode())
-    except Exception:  # noqa: BLE001 (tensorflow not installed: the cache may still be full)
-        pass
-    return h.hexdigest()[:16]
+    return model_cache.source_hash(__file__, "tensorflow-cpu", "")
 
 
 def cache_dir() -> Path:
@@ -466,23 +461,11 @@ def generate(model: str, folder: Path | None = None) -> None:
 
 def path(name: str) -> Path:
     """The cached file ``name`` (e.g. ``"resnet8_int8.tflite"``), generated if missing."""
-    folder = cache_dir()
-    p = folder / name
-    model = name.split("_")[0]
-    if model not in MODELS:
-        raise KeyError(name)
-    if not (folder / f"{model}.done").exists() or not p.exists():
-        generate(model, folder)
-    if not p.exists():
-        raise FileNotFoundError(p)
-    return p
+    return model_cache.cached_path(cache_dir(), name, MODELS, generate)
 
 
 def main(argv: list[str]) -> int:
-    for model in argv or MODELS:
-        path(f"{model}_int8.tflite")
-        print(f"{model}: {cache_dir()}")
-    return 0
+    return model_cache.fill(argv, MODELS, path, cache_dir)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ TensorFlow version). ``python -m tests.op_zoo`` fills the cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tests import converter_zoo as cz
+from tests import model_cache
 
 MODELS = ("senet", "gated")
 KINDS = ("int8", "fio")
@@ -43,13 +43,7 @@ N_TRAIN = 256
 
 
 def source_hash() -> str:
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    try:
-        from importlib.metadata import version
-        h.update(version("tensorflow-cpu").encode())
-    except Exception:  # noqa: BLE001 (tensorflow not installed: the cache may still be full)
-        pass
-    return "ops-" + h.hexdigest()[:16]
+    return model_cache.source_hash(__file__, "tensorflow-cpu", "ops-")
 
 
 def cache_dir() -> Path:
@@ -161,23 +155,11 @@ def generate(model: str, folder: Path | None = None) -> None:
 
 def path(name: str) -> Path:
     """The cached file ``name`` (e.g. ``"senet_int8.tflite"``), generated if missing."""
-    folder = cache_dir()
-    p = folder / name
-    model = name.split("_")[0]
-    if model not in MODELS:
-        raise KeyError(name)
-    if not (folder / f"{model}.done").exists() or not p.exists():
-        generate(model, folder)
-    if not p.exists():
-        raise FileNotFoundError(p)
-    return p
+    return model_cache.cached_path(cache_dir(), name, MODELS, generate)
 
 
 def main(argv: list[str]) -> int:
-    for model in argv or MODELS:
-        path(f"{model}_int8.tflite")
-        print(f"{model}: {cache_dir()}")
-    return 0
+    return model_cache.fill(argv, MODELS, path, cache_dir)
 
 
 if __name__ == "__main__":

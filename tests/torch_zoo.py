@@ -18,7 +18,6 @@ exported eval-mode programs compute realistic activations. Cached like converter
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -26,19 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from tests import converter_zoo as cz
+from tests import model_cache
 
 MODELS = ("resnet8", "dscnn", "autoencoder")
 SEEDS = {"resnet8": 41, "dscnn": 42, "autoencoder": 43}
 
 
 def source_hash() -> str:
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    try:
-        from importlib.metadata import version
-        h.update(version("torch").encode())
-    except Exception:  # noqa: BLE001 (torch not installed: the cache may still be full)
-        pass
-    return "torch-" + h.hexdigest()[:16]
+    return model_cache.source_hash(__file__, "torch", "torch-")
 
 
 def cache_dir() -> Path:
