@@ -4,15 +4,19 @@ Every PE image compiles the same runtime (``zephyr_app/src``) and port sources w
 flags; only the app and model sources differ. The runtime and port sources include only the
 runtime's and the port's headers, so an object is fully determined by its compile command
 without the app's and model's include folders and output path, the source's bytes and those
-headers' bytes. The first build of such a key compiles; later builds copy that object
+headers' bytes. The first build of such a key compiles and keeps a copy of the object in a folder of this
+process's own (removed at exit: a build folder may be rebuilt for another backend); later builds
+copy that object
 (``-ffile-prefix-map`` maps each app folder to ``.``, so the copy is the same bytes a compile
 would give). A mesh of 256 stages then compiles the runtime once, not 256 times.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +26,15 @@ SHARED_GROUPS = ("core", "port")
 
 _lock = threading.Lock()
 _objects: dict[str, Path] = {}
+_store: Path | None = None
+
+
+def _store_dir() -> Path:
+    global _store
+    if _store is None:
+        _store = Path(tempfile.mkdtemp(prefix="pemesh-objects-"))
+        atexit.register(shutil.rmtree, _store, True)
+    return _store
 _headers: dict[Path, tuple[float, str]] = {}
 
 
@@ -86,6 +99,10 @@ def split(cmds: Sequence[Sequence[str]], cwd: Path | None
 
 
 def remember(fill: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Keep a copy of each object just compiled, under its key."""
     with _lock:
+        store = _store_dir()
         for k, c in fill:
-            _objects[k] = Path(c[-1])
+            kept = store / f"{k}.o"
+            shutil.copyfile(c[-1], kept)
+            _objects[k] = kept
