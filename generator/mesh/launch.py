@@ -111,14 +111,29 @@ def qemu_command(image: Path, *, qemu: str = "qemu-system-arm",
 
 
 def available_memory() -> int | None:
-    """Bytes of memory this machine can still give (MemAvailable), or None if unknown."""
+    """Bytes of memory this machine can still give: MemAvailable, capped by this process's
+    cgroup limit (a batch job's memory: SLURM, containers), or ``PEMESH_MEMORY_AVAILABLE``
+    (bytes) when set; None if unknown."""
+    import os
+    if os.environ.get("PEMESH_MEMORY_AVAILABLE", "").isdigit():
+        return int(os.environ["PEMESH_MEMORY_AVAILABLE"])
+    have = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                have = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    try:                                # cgroup v2: limit minus what the group already uses
+        cg = Path("/sys/fs/cgroup") / Path("/proc/self/cgroup").read_text().split("::", 1)[1] \
+            .strip().lstrip("/")
+        limit = (cg / "memory.max").read_text().strip()
+        if limit.isdigit():
+            left = int(limit) - int((cg / "memory.current").read_text())
+            have = left if have is None else min(have, left)
+    except (OSError, ValueError, IndexError):
+        pass
+    return have
 
 
 def check_capacity(n_pes: int, platform: str) -> None:
@@ -130,10 +145,13 @@ def check_capacity(n_pes: int, platform: str) -> None:
     need = n_pes * PE_MEMORY_BYTES.get(platform, PE_MEMORY_BYTES["qemu"])
     have = available_memory()
     if have is not None and need > have:
+        def size(n: int) -> str:
+            return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
         raise DoesNotFitError(
-            f"{n_pes} {platform} PEs need about {need / 2**30:.1f} GiB "
+            f"{n_pes} {platform} PEs need about {size(need)} "
             f"({PE_MEMORY_BYTES[platform] >> 20} MiB each) and this machine has "
-            f"{have / 2**30:.1f} GiB available",
+            f"{size(have)} available",
             hint="run on host PEs (--platform host, ~3 MiB each), on a smaller mesh "
                  "(--mesh, --replicas), or on several machines")
     try:
@@ -468,5 +486,5 @@ def launch(result: BuildResult, *, platform: str | None = None,
     raise UsageError(f"unknown platform '{platform}'", hint="use qemu or host")
 
 
-__all__ = ["PeProcess", "launch", "qemu_command", "qemu_machine", "tick_ns", "ticks_to_instructions",
+__all__ = ["PeProcess", "PtyPort", "launch", "qemu_command", "qemu_machine", "tick_ns", "ticks_to_instructions",
            "DEFAULT_ICOUNT_SHIFT", "QEMU_TICK_NS"]
