@@ -138,17 +138,11 @@ class _Reader:
         return out
 
     def _read(self, b) -> None:
-        relax = self.relax
         var, value = b.var, b.value
         shp = _shape(var.ty)
-        i = len(self.ops)
         self.var_of.append(var)
         op = self._spatial(var, value, shp)
-        if op is None:
-            self.ops.append(self._nonspatial(var, value, shp))
-        else:
-            self.ops.append(op)
-        del relax, i
+        self.ops.append(op if op is not None else self._nonspatial(var, value, shp))
 
     def _spatial(self, var, value, shp) -> SOp | None:
         relax = self.relax
