@@ -154,7 +154,26 @@ class RemotePe:
         """Its rank stops it (on ``stop``, or when rank 0 goes silent)."""
 
 
-class ShardedFabric:
+class _CrossRank:
+    """Frames between this rank's fabric shard and another rank's, counted per rank (the
+    ``ranks`` of run.json). Rank 0's :class:`ShardedFabric` and the other ranks'
+    :class:`BlockServer` both are one end."""
+
+    channel: Channel
+    crossed_out: dict[int, int]
+    crossed_in: dict[int, int]
+
+    def _forward(self, rank: int, frame: Frame, wire: bytes, at: int, delay_s: float) -> None:
+        self.crossed_out[rank] = self.crossed_out.get(rank, 0) + 1
+        self.channel.send(rank, ("frame", frame, wire, at, delay_s))
+
+    def _arrived(self, src: int, m: tuple, shard: Fabric) -> None:
+        """A ``("frame", frame, wire, at, delay_s)`` message from rank ``src``: route it on."""
+        self.crossed_in[src] = self.crossed_in.get(src, 0) + 1
+        shard.deliver(m[1], m[2], m[3], m[4])
+
+
+class ShardedFabric(_CrossRank):
     """Rank 0's fabric: its own shard, the other shards' reported state, and the channel."""
 
     def __init__(self, world: World, plan: RunPlan, owner: dict[int, int], *,
@@ -302,15 +321,10 @@ class ShardedFabric:
             self.relays[pe] = RelayPort(pe, self.owner[pe], self.channel)
         return self.relays[pe]
 
-    def _forward(self, rank: int, frame: Frame, wire: bytes, at: int, delay_s: float) -> None:
-        self.crossed_out[rank] = self.crossed_out.get(rank, 0) + 1
-        self.channel.send(rank, ("frame", frame, wire, at, delay_s))
-
     def _on_message(self, src: int, m: tuple) -> None:
         kind = m[0]
         if kind == "frame":
-            self.crossed_in[src] = self.crossed_in.get(src, 0) + 1
-            self.local.deliver(m[1], m[2], m[3], m[4])
+            self._arrived(src, m, self.local)
             return
         if kind == "host":
             relay = self.relays.get(m[1])
@@ -396,7 +410,7 @@ class MpiMeshRunner(MeshRunner):
         return {p: (r, hosts[r]) for p, r in self.owner.items()}
 
 
-class BlockServer:
+class BlockServer(_CrossRank):
     """A rank other than 0: run the block's PEs and fabric shard until rank 0 says stop."""
 
     def __init__(self, world: World, plan: RunPlan, owner: dict[int, int], *, platform: str,
@@ -510,15 +524,10 @@ class BlockServer:
         self.channel.send(0, ("bye", stats))
         self.channel.close()
 
-    def _forward(self, rank: int, frame: Frame, wire: bytes, at: int, delay_s: float) -> None:
-        self.crossed_out[rank] = self.crossed_out.get(rank, 0) + 1
-        self.channel.send(rank, ("frame", frame, wire, at, delay_s))
-
     def _on_message(self, src: int, m: tuple) -> None:
         kind = m[0]
         if kind == "frame":
-            self.crossed_in[src] = self.crossed_in.get(src, 0) + 1
-            self.fabric.deliver(m[1], m[2], m[3], m[4])
+            self._arrived(src, m, self.fabric)
         elif kind == "host":
             with self._lock:
                 port = self.ports.get(m[1])
